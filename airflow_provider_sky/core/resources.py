@@ -14,6 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def _number(value: float) -> str:
+    # ``:g`` keeps only 6 significant digits; fall back to repr so that str() round-trips.
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
+
+
 @dataclass(frozen=True)
 class Amount:
     """A numeric request that is either exact (``4``) or a lower bound (``4+``).
@@ -30,7 +36,7 @@ class Amount:
         return abs(offered - self.value) < 1e-9
 
     def __str__(self) -> str:
-        number = f"{self.value:g}"
+        number = _number(self.value)
         return f"{number}+" if self.at_least else number
 
 
@@ -42,7 +48,7 @@ class Accelerator:
     count: float = 1.0
 
     def __str__(self) -> str:
-        return f"{self.name}:{self.count:g}"
+        return f"{self.name}:{_number(self.count)}"
 
 
 @dataclass(frozen=True)
@@ -152,7 +158,17 @@ class Resources:
         if self.max_hourly_cost is not None:
             out["max_hourly_cost"] = self.max_hourly_cost
         if self.any_of:
-            out["any_of"] = [r.to_dict() for r in self.any_of]
+            out["any_of"] = [_alternative_dict(r, out) for r in self.any_of]
         if self.ordered:
-            out["ordered"] = [r.to_dict() for r in self.ordered]
+            out["ordered"] = [_alternative_dict(r, out) for r in self.ordered]
         return out
+
+
+def _alternative_dict(alternative: Resources, parent: dict[str, Any]) -> dict[str, Any]:
+    # The parser merges each alternative over the fields beside it, so a field that the
+    # alternative resets to its default (e.g. use_spot false) must be written as null.
+    out = alternative.to_dict()
+    for key in parent:
+        if key not in out and key not in ("any_of", "ordered"):
+            out[key] = None
+    return out
