@@ -44,6 +44,7 @@ _DISK_RE = re.compile(r"\s*(?P<num>[0-9]{1,18})\s*(?:GB|GiB|G)?\s*", re.ASCII | 
 _DURATION_RE = re.compile(r"\s*(?P<num>[0-9]{1,12})\s*(?P<unit>m|min|h|d)?\s*", re.ASCII | re.IGNORECASE)
 _DURATION_MINUTES = {"m": 1, "min": 1, "h": 60, "d": 1440}
 _PORT_RE = re.compile(r"\s*(?P<low>[0-9]{1,9})\s*(?:-\s*(?P<high>[0-9]{1,9})\s*)?", re.ASCII)
+_YAML_TEXT_HINT = re.compile(r":\s|[{}\[\]]")
 _URL_SCHEME_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://", re.ASCII)
 
 _DEFAULT_AUTOSTOP_MINUTES = 5
@@ -165,7 +166,7 @@ def _check_mapping(value: Any, path: str, allowed: Iterable[str], unsupported: I
             continue
         if key in unsupported:
             _fail(_key_path(path, key), f"{key!r} is not supported yet")
-        hint = difflib.get_close_matches(key[:100], allowed + unsupported, n=1)
+        hint = difflib.get_close_matches(key[:100], allowed + unsupported, n=1, cutoff=0.5)
         suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
         _fail(_key_path(path, key), f"unknown key {key!r}{suggestion}", accepted="keys " + ", ".join(allowed))
 
@@ -260,9 +261,7 @@ def _parse_count(value: Any, path: str) -> float:
         _fail(path, "accelerator count must be a number", value, "a positive number such as 1, 8 or 0.5")
     count = _to_float(value, path, "a positive number")
     if count <= 0:
-        _fail(
-            path, "accelerator count must be greater than 0", value, "a positive number such as 1, 8 or 0.5"
-        )
+        _fail(path, "accelerator count must be greater than 0", value, "a positive number such as 1, 8 or 0.5")
     return count
 
 
@@ -293,9 +292,7 @@ def _parse_accelerators(value: Any, path: str) -> tuple[tuple[Accelerator, ...],
     elif isinstance(value, Mapping):
         for name, count in value.items():
             item_path = _key_path(path, name)
-            accelerators.append(
-                Accelerator(_accelerator_name(name, item_path), _parse_count(count, item_path))
-            )
+            accelerators.append(Accelerator(_accelerator_name(name, item_path), _parse_count(count, item_path)))
     elif isinstance(value, list | tuple):
         ordered = True
         for index, item in enumerate(value):
@@ -304,9 +301,7 @@ def _parse_accelerators(value: Any, path: str) -> tuple[tuple[Accelerator, ...],
                 accelerators.append(_parse_accelerator_str(item, item_path))
             elif isinstance(item, Mapping) and len(item) == 1:
                 ((name, count),) = item.items()
-                accelerators.append(
-                    Accelerator(_accelerator_name(name, item_path), _parse_count(count, item_path))
-                )
+                accelerators.append(Accelerator(_accelerator_name(name, item_path), _parse_count(count, item_path)))
             else:
                 _fail(
                     item_path,
@@ -453,9 +448,7 @@ def _parse_autostop(value: Any, path: str) -> Autostop | None:
     if isinstance(value, Mapping):
         _check_mapping(value, path, _AUTOSTOP_KEYS, _AUTOSTOP_UNSUPPORTED)
         minutes = value.get("idle_minutes")
-        idle = (
-            _DEFAULT_AUTOSTOP_MINUTES if minutes is None else _parse_minutes(minutes, f"{path}.idle_minutes")
-        )
+        idle = _DEFAULT_AUTOSTOP_MINUTES if minutes is None else _parse_minutes(minutes, f"{path}.idle_minutes")
         return Autostop(idle, _parse_bool(value.get("down"), f"{path}.down"))
     return Autostop(_parse_minutes(value, path))
 
@@ -682,9 +675,7 @@ def _parse_num_nodes(value: Any, path: str) -> int:
 
 def _parse_workdir(value: Any, path: str) -> str | None:
     if isinstance(value, Mapping):
-        _fail(
-            path, "a git workdir ({url: ..., ref: ...}) is not supported yet", value, "a local directory path"
-        )
+        _fail(path, "a git workdir ({url: ..., ref: ...}) is not supported yet", value, "a local directory path")
     return _optional_str(value, path, "a local directory path")
 
 
@@ -721,9 +712,7 @@ def _read_source(source: Any) -> tuple[Any, str]:
             return _load_yaml(source.decode("utf-8"), "task YAML"), "task YAML"
         except UnicodeDecodeError:
             raise SkyConfigError("task YAML: not valid UTF-8") from None
-    if isinstance(source, os.PathLike) or (
-        isinstance(source, str) and "\n" not in source and _looks_like_path(source)
-    ):
+    if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source and _looks_like_path(source)):
         try:
             filename = os.fspath(source)
             with open(filename, encoding="utf-8") as handle:
@@ -737,12 +726,14 @@ def _read_source(source: Any) -> tuple[Any, str]:
 
 
 def _looks_like_path(text: str) -> bool:
-    if text.strip().lower().endswith((".yaml", ".yml")):
-        return True
     try:
-        return os.path.isfile(text)
+        if os.path.isfile(text):
+            return True
     except (OSError, ValueError):
         return False
+    # A missing "x.yaml" should say "file not found", but one-line YAML such as
+    # "{run: cat a.yaml}" or "run: cat a.yaml" ends the same way and must stay text.
+    return text.strip().lower().endswith((".yaml", ".yml")) and not _YAML_TEXT_HINT.search(text)
 
 
 @dataclass(frozen=True, repr=False)
@@ -788,9 +779,7 @@ class TaskSpec:
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, Mapping):
-            raise SkyConfigError(
-                f"{origin}: the top level must be a mapping of task keys (got {_show(loaded)})"
-            )
+            raise SkyConfigError(f"{origin}: the top level must be a mapping of task keys (got {_show(loaded)})")
         return cls.from_dict(loaded)
 
     @classmethod
@@ -806,9 +795,7 @@ class TaskSpec:
             secrets = _parse_envs(d.get("secrets"), "secrets")
             both = [name for name in secrets if name in envs]
             if both:
-                _fail(
-                    f"secrets.{both[0]}", "is also defined in envs", accepted="each name in envs or secrets"
-                )
+                _fail(f"secrets.{both[0]}", "is also defined in envs", accepted="each name in envs or secrets")
             return cls(
                 name=_optional_str(d.get("name"), "name"),
                 workdir=_parse_workdir(d.get("workdir"), "workdir"),
@@ -841,9 +828,7 @@ class TaskSpec:
         if self.envs:
             out["envs"] = dict(self.envs)
         if self.secrets:
-            out["secrets"] = {
-                k: (None if v is None else "***" if mask_secrets else v) for k, v in self.secrets.items()
-            }
+            out["secrets"] = {k: (None if v is None else "***" if mask_secrets else v) for k, v in self.secrets.items()}
         if self.file_mounts:
             # COPY is the only mode, so the bare source is the complete YAML form.
             out["file_mounts"] = {remote: mount.source for remote, mount in self.file_mounts.items()}
@@ -855,9 +840,7 @@ class TaskSpec:
 
     def missing_envs(self) -> list[str]:
         """Names of envs and secrets that still have no value (``None``), envs first."""
-        return [k for k, v in self.envs.items() if v is None] + [
-            k for k, v in self.secrets.items() if v is None
-        ]
+        return [k for k, v in self.envs.items() if v is None] + [k for k, v in self.secrets.items() if v is None]
 
     def secret_values(self) -> list[str]:
         """The non-empty secret values, longest first, for masking them in logs."""
@@ -882,15 +865,11 @@ class TaskSpec:
         for key, raw in overrides.items():
             name = _parse_env_name(key, "env overrides")
             if raw is None:
-                _fail(
-                    _key_path("env overrides", name), "must have a value", raw, "a string, number or boolean"
-                )
+                _fail(_key_path("env overrides", name), "must have a value", raw, "a string, number or boolean")
             value = _parse_env_value(raw, _key_path("env overrides", name))
             (secrets if name in secrets else envs)[name] = value
         spec = dataclasses.replace(self, envs=envs, secrets=secrets)
         missing = spec.missing_envs()
         if require_all and missing:
-            raise SkyConfigError(
-                "required envs/secrets have no value: " + ", ".join(missing) + "; give them at launch"
-            )
+            raise SkyConfigError("required envs/secrets have no value: " + ", ".join(missing) + "; give them at launch")
         return spec
