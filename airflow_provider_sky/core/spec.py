@@ -168,7 +168,7 @@ def _check_mapping(value: Any, path: str, allowed: Iterable[str], unsupported: I
             _fail(_key_path(path, key), f"{key!r} is not supported yet")
         hint = difflib.get_close_matches(key[:100], allowed + unsupported, n=1, cutoff=0.5)
         suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-        _fail(_key_path(path, key), f"unknown key {key!r}{suggestion}", accepted="keys " + ", ".join(allowed))
+        _fail(_key_path(path, key), f"unknown key {_show(key)}{suggestion}", accepted="keys " + ", ".join(allowed))
 
 
 def _optional_str(value: Any, path: str, what: str = "a non-empty string") -> str | None:
@@ -194,7 +194,7 @@ def _parse_cloud(value: Any, path: str) -> str | None:
     if name == "*":
         return None
     if name not in CLOUDS:
-        hint = difflib.get_close_matches(name, CLOUDS + tuple(_CLOUD_ALIASES), n=1)
+        hint = difflib.get_close_matches(name[:100], CLOUDS + tuple(_CLOUD_ALIASES), n=1)
         suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
         _fail(path, f"unknown cloud{suggestion}", value, _ACCEPTED_CLOUDS)
     return name
@@ -322,7 +322,7 @@ def _parse_accelerators(value: Any, path: str) -> tuple[tuple[Accelerator, ...],
     seen: set[str] = set()
     for acc in accelerators:
         if acc.name in seen:
-            _fail(path, f"accelerator {acc.name!r} is listed twice", value, _ACCEPTED_ACCELERATORS)
+            _fail(path, f"accelerator {_show(acc.name)} is listed twice", value, _ACCEPTED_ACCELERATORS)
         seen.add(acc.name)
     return tuple(accelerators), ordered and len(accelerators) > 1
 
@@ -714,7 +714,7 @@ def _read_source(source: Any) -> tuple[Any, str]:
             raise SkyConfigError("task YAML: not valid UTF-8") from None
     if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source and _looks_like_path(source)):
         try:
-            filename = os.fspath(source)
+            filename = os.path.expanduser(os.fspath(source))
             with open(filename, encoding="utf-8") as handle:
                 text = handle.read()
         except (OSError, ValueError, TypeError) as exc:
@@ -727,7 +727,7 @@ def _read_source(source: Any) -> tuple[Any, str]:
 
 def _looks_like_path(text: str) -> bool:
     try:
-        if os.path.isfile(text):
+        if os.path.isfile(os.path.expanduser(text)):
             return True
     except (OSError, ValueError):
         return False

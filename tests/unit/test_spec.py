@@ -414,7 +414,7 @@ def test_empty_task_and_defaults() -> None:
         assert TaskSpec.from_dict(spec.to_dict()) == spec
 
 
-def test_from_yaml_sources(tmp_path: pathlib.Path) -> None:
+def test_from_yaml_sources(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "task.yaml"
     path.write_text("name: from-file\nrun: echo hi\n")
     assert TaskSpec.from_yaml(path).name == "from-file"
@@ -422,6 +422,8 @@ def test_from_yaml_sources(tmp_path: pathlib.Path) -> None:
     other = tmp_path / "task.txt"
     other.write_text("name: any-existing-file\n")
     assert TaskSpec.from_yaml(str(other)).name == "any-existing-file"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert TaskSpec.from_yaml("~/task.yaml").name == "from-file"
     assert TaskSpec.from_yaml(b"name: bytes\n").name == "bytes"
     assert TaskSpec.from_yaml({"name": "mapping"}).name == "mapping"
     assert TaskSpec.from_yaml("{name: inline}").name == "inline"
