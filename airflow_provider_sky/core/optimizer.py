@@ -256,15 +256,11 @@ def _group_offer(cat: CompactCloud, g: int) -> _Offer:
                   _num(cat.vcpus[g]), _num(cat.mem[g]), cat.arch[g], cat.region[g], zones)
 
 
-_offer_cache: dict[tuple[int, int], _Offer] = {}
-
-
 def _cached_offer(cat: CompactCloud, g: int) -> _Offer:
     # Offers depend only on the immutable catalog, so each is built once per loaded catalog.
-    key = (id(cat), g)
-    offer = _offer_cache.get(key)
+    offer: _Offer | None = cat.memo.get(g)
     if offer is None:
-        offer = _offer_cache[key] = _group_offer(cat, g)
+        offer = cat.memo[g] = _group_offer(cat, g)
     return offer
 
 
@@ -290,13 +286,10 @@ def _gcp_host_groups(cat: CompactCloud, acc: str, count: float) -> list[int]:
     return groups
 
 
-_gcp_combo_cache: dict[tuple[int, str, float, str | None], list[_Offer]] = {}
-
-
 def _gcp_accelerator_offers(cat: CompactCloud, acc: str, count: float, host: str | None) -> list[_Offer]:
     """Every (allowed host, accelerator) pair in the same region, priced zone by zone."""
-    key = (id(cat), acc, count, host)
-    cached = _gcp_combo_cache.get(key)
+    key = ("gcp-accelerator", acc, count, host)
+    cached: list[_Offer] | None = cat.memo.get(key)
     if cached is not None:
         return cached
     offers: list[_Offer] = []
@@ -319,7 +312,7 @@ def _gcp_accelerator_offers(cat: CompactCloud, acc: str, count: float, host: str
                 if zones:
                     offers.append(_offer("gcp", ho.itype, acc, count, ho.vcpus, ho.mem, ho.arch,
                                          ao.region, zones))
-    _gcp_combo_cache[key] = offers
+    cat.memo[key] = offers
     return offers
 
 

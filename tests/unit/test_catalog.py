@@ -18,6 +18,8 @@ from airflow_provider_sky.core.catalog.build import CLOUDS, build_dir, read_sour
 from airflow_provider_sky.core.catalog.compact import CompactCloud, Row, encode, rows_from_csv, unique_rows
 from airflow_provider_sky.core.catalog.refresh import refresh
 from airflow_provider_sky.core.errors import SkyConfigError
+from airflow_provider_sky.core.optimizer import plan
+from airflow_provider_sky.core.resources import Accelerator, Resources
 
 DATA = catalog.PACKAGED_DIR
 SHARED = Path("/work/shared/catalog")
@@ -179,7 +181,10 @@ def test_refresh_from_a_directory_takes_precedence_and_keeps_missing_clouds(tmp_
     old, new = "gpu_1x_a10,A10,1.0,30.0,200.0,1.29,", "gpu_1x_a10,A10,1.0,30.0,200.0,0.5,"
     (src / "lambda/vms.csv").write_text(lam.replace(old, new))
     (src / "azure/vms.csv").unlink()
+    a10 = Resources(cloud="lambda", accelerators=(Accelerator("A10", 1),))
+    assert plan(a10)[0].price == 1.29
     result = refresh(str(src))
+    assert plan(a10)[0].price == 0.5  # nothing derived from the old catalog is reused
     assert result["kept"] == ["azure/vms.csv"]
     assert catalog.active_dir() == catalog.user_dir()
     info = catalog.info()

@@ -306,6 +306,7 @@ class CompactCloud:
         "itype",
         "itype_index",
         "mem",
+        "memo",
         "n_groups",
         "n_rows",
         "plain_groups",
@@ -337,6 +338,8 @@ class CompactCloud:
         self.acc_index: dict[str, list[list[Any]]] = header["acc_index"]
         self.itype_index: dict[str, list[int]] = header["itype_index"]
         self.acc_by_lower: dict[str, str] = {name.lower(): name for name in self.acc_index}
+        # Tables derived by the optimizer live and die with this catalog, so a refresh never serves stale ones.
+        self.memo: dict[Any, Any] = {}
         # Accelerator-less groups sort first ("" < any name), so they are one leading run.
         plain_end = min((runs[0][1] for runs in self.acc_index.values()), default=self.n_groups)
         self.plain_groups = range(0, plain_end)
