@@ -59,7 +59,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -168,6 +168,7 @@ class Candidate:
 
 _Zone = tuple[str, float | None, float | None]  # (zone, on-demand, spot); zone "" when the cloud has none
 _Ranked = tuple[float | None, float | None, float | None, tuple[str, ...]]
+_Step = Callable[[list["_Offer"]], list["_Offer"]]
 
 
 def _new_candidate(cloud: str, region: str, zones: tuple[str, ...], instance_type: str,
@@ -352,7 +353,8 @@ def _cheapest_gcp_hosts(offers: list[_Offer], use_spot: bool) -> list[_Offer]:
     return passthrough + unpriced + [_with_zones(o, tuple(zs)) for o, zs in regrouped.values()]
 
 
-def _base_offers(cat: CompactCloud, req: Resources, acc: str | None, count: float | None) -> list[_Offer]:
+def _base_offers(cat: CompactCloud, req: Resources, acc: str | None, count: float | None,
+                 narrow: bool = False) -> list[_Offer]:
     """Offers matching the accelerator / instance type of ``req`` on one cloud, before other filters."""
     itype = req.instance_type
     if cat.cloud == "gcp":
@@ -372,8 +374,31 @@ def _base_offers(cat: CompactCloud, req: Resources, acc: str | None, count: floa
                       and abs(o.acc_count - count) < 1e-9]
         return offers
     if acc is None:
-        return [_cached_offer(cat, g) for g in cat.plain_groups]
+        groups = _narrowed_plain_groups(cat, req) if narrow else cat.plain_groups
+        return [_cached_offer(cat, g) for g in groups]
     return [_cached_offer(cat, g) for g in cat.groups_for(acc, count)]
+
+
+def _narrowed_plain_groups(cat: CompactCloud, req: Resources) -> list[int]:
+    """Accelerator-less groups that can pass the shape, arch and region steps.
+
+    A CPU request spans ~30k groups; building offers only for these makes it
+    several times faster. The caller falls back to all groups when no cloud has
+    any, so that the steps themselves can say which constraint emptied the list.
+    """
+    groups = cat.plain_groups
+    nothing_asked = req.cpus is None and req.memory is None
+    cpus = DEFAULT_CPUS if nothing_asked else req.cpus
+    memory = DEFAULT_MEMORY if nothing_asked else req.memory
+    vcpus, mem, arch, region = cat.vcpus, cat.mem, cat.arch, cat.region
+    narrowed = [
+        g for g in groups
+        if arch[g] == "x86_64"
+        and (cpus is None or cpus.satisfied_by(vcpus[g]))
+        and (memory is None or memory.satisfied_by(mem[g]))
+        and (req.region is None or region[g] == req.region)
+    ]
+    return narrowed
 
 
 # ---------------------------------------------------------------- filters
@@ -475,15 +500,6 @@ class _Infeasible(Exception):
         self.message = message
 
 
-def _stage(offers: list[_Offer], kept: list[_Offer], what: str, use_spot: bool) -> list[_Offer]:
-    """Apply one filter step; if it empties the list, fail naming it and the cheapest near-miss."""
-    if kept or not offers:
-        return kept
-    miss = _cheapest(offers, use_spot)
-    hint = f"; cheapest without it: {_describe(miss, use_spot)}" if miss is not None else ""
-    raise _Infeasible(f"no offering fits {what}{hint}")
-
-
 # ---------------------------------------------------------------- accelerator names
 
 def _resolve_accelerator(name: str, clouds: Sequence[str]) -> str:
@@ -533,6 +549,8 @@ def _plan_one(req: Resources, clouds: Sequence[str], alternative: int, num_nodes
         raise SkyConfigError(f"unknown cloud {req.cloud!r}; expected one of {', '.join(ALL_CLOUDS)}")
     wanted = [c for c in clouds if req.cloud is None or c == req.cloud]
     if not wanted:
+        if req.cloud is None:
+            raise _Infeasible(f"none of the allowed clouds has a price catalog (it covers {', '.join(catalog.CLOUDS)})")
         if req.cloud not in catalog.CLOUDS:
             raise _Infeasible(f"cloud {req.cloud!r} has no price catalog (it covers {', '.join(catalog.CLOUDS)})")
         raise _Infeasible(f"cloud {req.cloud!r} is not among the clouds allowed here ({', '.join(clouds)})")
@@ -547,79 +565,85 @@ def _plan_one(req: Resources, clouds: Sequence[str], alternative: int, num_nodes
     # 1. what exists with that accelerator / instance type, on the wanted clouds
     offers: list[_Offer] = []
     for cloud in wanted:
-        offers.extend(_base_offers(catalog.load(cloud), req, acc, count))
+        offers.extend(_base_offers(catalog.load(cloud), req, acc, count, narrow=True))
+    if not offers and acc is None and req.instance_type is None:
+        for cloud in wanted:
+            offers.extend(_base_offers(catalog.load(cloud), req, acc, count))
     if not offers:
         _explain_missing(req, acc, count, wanted, use_spot)
 
-    # 2. shape: cpus, memory, architecture / family rules
+    # 2. every other constraint, as named steps applied in order
     nothing_asked = (req.cpus is None and req.memory is None and acc is None and req.instance_type is None)
     cpus = DEFAULT_CPUS if nothing_asked else req.cpus
     memory = DEFAULT_MEMORY if nothing_asked else req.memory
     if acc is not None and acc.startswith("tpu-") and (cpus is not None or memory is not None):
         raise _Infeasible(f"{acc} runs on a TPU VM with no published vCPU/memory, so cpus/memory cannot be met")
-    if cpus is not None:
-        offers = _stage(offers, [o for o in offers if o.vcpus is not None and cpus.satisfied_by(o.vcpus)],
-                        f"cpus {cpus}", use_spot)
-    if memory is not None:
-        offers = _stage(offers, [o for o in offers if o.mem is not None and memory.satisfied_by(o.mem)],
-                        f"memory {memory} GiB", use_spot)
-    if acc is not None and cpus is None and memory is None:
-        # Default n1 host size for GCP GPUs: see module docs.
-        offers = [o for o in offers if not (o.cloud == "gcp" and _N1_HOST.match(o.itype)) or _n1_default_ok(o)]
-    if req.instance_type is None:
-        offers = _stage(offers, [o for o in offers if not (o.cloud == "azure" and _AZURE_RETIRED.search(o.itype))],
-                        "current (not retired) Azure sizes", use_spot)
-        if acc is None:
-            offers = _stage(offers, [o for o in offers if o.arch == "x86_64"], "x86-64 (the default arch)",
-                            use_spot)
-        else:
-            offers = [o for o in offers if not o.arch.endswith("_mac")]
-        if nothing_asked:
-            offers = _stage(offers, [o for o in offers if not _burstable(o.cloud, o.itype)],
-                            "the default (non-burstable) instance families", use_spot)
+    steps: list[tuple[str, _Step]] = []
 
-    # 3. where: region, zone, image
-    region = req.region
-    if req.zone is not None and region is None:
-        offers = _stage(offers, [o for o in offers if _region_of_zone(o.cloud, req.zone) in (None, o.region)],
-                        f"zone {req.zone!r}", use_spot)
+    def keep(label: str, test: Callable[[_Offer], bool]) -> None:
+        steps.append((label, lambda offers: [o for o in offers if test(o)]))
+
+    if cpus is not None:
+        keep(f"cpus {cpus}", lambda o: o.vcpus is not None and cpus.satisfied_by(o.vcpus))
+    if memory is not None:
+        keep(f"memory {memory} GiB", lambda o: o.mem is not None and memory.satisfied_by(o.mem))
+    if acc is not None and cpus is None and memory is None:
+        keep("the default GCP n1 host size (4 vCPUs and 16 GiB per GPU)",
+             lambda o: not (o.cloud == "gcp" and _N1_HOST.match(o.itype)) or _n1_default_ok(o))
+    if req.instance_type is None:
+        keep("current (not retired) Azure sizes", lambda o: not (o.cloud == "azure" and _AZURE_RETIRED.search(o.itype)))
+        if acc is None:
+            keep("x86-64 (the default architecture)", lambda o: o.arch == "x86_64")
+        else:
+            keep("non-Mac instances", lambda o: not o.arch.endswith("_mac"))
+        if nothing_asked:
+            keep("the default (non-burstable) instance families", lambda o: not _burstable(o.cloud, o.itype))
+    zone, region = req.zone, req.region
+    if zone is not None and region is None:
+        keep(f"zone {zone!r}", lambda o: _region_of_zone(o.cloud, zone) in (None, o.region))
     if region is not None:
         close = difflib.get_close_matches(region, sorted({o.region for o in offers}), n=1)
         did = f" (did you mean {close[0]!r}?)" if close and close[0] != region else ""
-        offers = _stage(offers, [o for o in offers if o.region == region], f"region {region!r}{did}", use_spot)
-    if req.zone is not None:
-        offers = _stage(offers, [z for z in (_zone_filter(o, req.zone) for o in offers) if z is not None],
-                        f"zone {req.zone!r}", use_spot)
+        keep(f"region {region!r}{did}", lambda o: o.region == region)
+    if zone is not None:
+        steps.append((f"zone {zone!r}", lambda offers: [z for o in offers if (z := _zone_filter(o, zone))]))
     if req.image_id is not None:
-        offers = _stage(offers, [o for o in offers if _image_ok(req, o)], "the regions of image_id", use_spot)
-
-    # 4. price: known on the chosen market, within the cap
-    if acc is not None and any(o.cloud == "gcp" for o in offers):
-        offers = _cheapest_gcp_hosts(offers, use_spot)
+        keep("the regions of image_id", lambda o: _image_ok(req, o))
+    if acc is not None:
+        steps.append(("", lambda offers: _cheapest_gcp_hosts(offers, use_spot)))
     market = "spot" if use_spot else "on-demand"
-    ranked = [(r, o) for o in offers for r in ((o.by_spot if use_spot else o.by_od),) if r[0] is not None]
-    if not ranked:
-        _stage(offers, [], f"a known {market} price (no {market} price in the catalog)", use_spot)
+    keep(f"a known {market} price (no {market} price in the catalog)", lambda o: _rank(o, use_spot)[0] is not None)
     cap = req.max_hourly_cost
     if cap is not None:
-        within = [(r, o) for r, o in ranked if r[0] is not None and r[0] <= cap + 1e-12]
-        if not within:
-            cheapest = min(ranked, key=lambda ro: ro[0][0] or 0.0)
-            raise _Infeasible(
-                f"no offering fits max_hourly_cost ${cap:g}/h; cheapest is "
-                f"{_describe(cheapest[1], use_spot)}"
-            )
-        ranked = within
+        keep(f"max_hourly_cost ${cap:g}/h", lambda o: (_rank(o, use_spot)[0] or 0.0) <= cap + 1e-12)
+    offers = _apply_steps(offers, steps, use_spot)
+
     out = [
         _new_candidate(o.cloud, o.region, zones, o.itype, o.acc, o.acc_count, o.vcpus, o.mem, o.arch, od, spot,
-                  use_spot, price, num_nodes, _image_for(req, o.region), alternative)
-        for (price, od, spot, zones), o in ranked
+                       use_spot, price, num_nodes, _image_for(req, o.region), alternative)
+        for o in offers
+        for price, od, spot, zones in (_rank(o, use_spot),)
         if price is not None
     ]
     out.sort(key=_sort_key)
-    if not out:
-        raise _Infeasible(f"no offering has a known {market} price")
     return out
+
+
+def _apply_steps(offers: list[_Offer], steps: Sequence[tuple[str, _Step]], use_spot: bool) -> list[_Offer]:
+    """Apply the steps in order. If one empties the list, fail naming it, with the cheapest
+    near-miss: the best offer meeting every other step that can still be met."""
+    for i, (label, step) in enumerate(steps):
+        kept = step(offers)
+        if kept or not offers:
+            offers = kept
+            continue
+        rest = offers
+        for _, later in steps[i + 1:]:
+            rest = later(rest) or rest
+        miss = _cheapest(rest, use_spot)
+        hint = f"; cheapest without it: {_describe(miss, use_spot)}" if miss is not None else ""
+        raise _Infeasible(f"no offering fits {label}{hint}")
+    return offers
 
 
 def _sort_key(c: Candidate) -> tuple[Any, ...]:

@@ -239,7 +239,8 @@ def test_case_insensitive_names_and_counts_offered() -> None:
         (Resources(accelerators=(Accelerator("MI300X", 8),)), "offered only on"),
         (Resources(instance_type="p4d.24xlarg"), "did you mean 'p4d.24xlarge'"),
         (Resources(accelerators=A100_8, region="us-east-9"), r"region 'us-east-9'.*did you mean"),
-        (Resources(accelerators=A100_8, max_hourly_cost=5), r"max_hourly_cost \$5/h; cheapest is lambda gpu_8x_a100"),
+        (Resources(accelerators=A100_8, max_hourly_cost=5),
+         r"max_hourly_cost \$5/h; cheapest without it: lambda gpu_8x_a100"),
         (Resources(accelerators=(Accelerator("tpu-v5p-8", 1),), cloud="aws"),
          r"not offered on aws; cheapest elsewhere: gcp TPU-VM"),
         (Resources(accelerators=(Accelerator("tpu-v5p-8", 1),), cpus=Amount(4)), "no published vCPU/memory"),
@@ -286,6 +287,10 @@ def test_pins_and_clouds_argument() -> None:
     assert {(c.cloud, c.zones) for c in gcp_zone} == {("gcp", ("us-central1-f",))}
     with pytest.raises(SkyConfigError, match="unknown cloud 'nope'"):
         plan(Resources(), clouds=["nope"])
+    with pytest.raises(SkyConfigError, match="none of the allowed clouds has a price catalog"):
+        plan(Resources(), clouds=["kubernetes", "local"])
+    with pytest.raises(SkyConfigError, match="'gcp' is not among the clouds allowed here"):
+        plan(Resources(cloud="gcp"), clouds=["aws"])
 
 
 def test_image_id_limits_regions_and_is_resolved_per_region() -> None:
