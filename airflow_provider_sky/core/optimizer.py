@@ -20,6 +20,11 @@ of 8 vCPUs with 4 GiB each) on x86-64, burstable and shared-core types excluded
 (AWS ``t*``, Azure ``Standard_B*``, GCP ``e2-micro/small/medium``, ``f1-micro``,
 ``g1-small``): a task that runs for hours should not run out of CPU credits.
 
+**Legacy sizes.** Azure's ``Basic_*`` sizes (retired) and ``*_Promo`` sizes
+(legacy promotional prices, a fraction of the regular ones) are still listed
+upstream but are not something a new cluster should rely on; they are offered
+only when pinned by ``instance_type``.
+
 **Architecture.** Requests without accelerators get x86-64 instances only, since
 images and setup scripts assume it; arm64 instances are offered when pinned by
 ``instance_type`` or when the accelerator exists only there (``T4g``, GH200).
@@ -45,6 +50,15 @@ is known: on demand needs ``Price``, ``use_spot`` needs ``SpotPrice``, so clouds
 without spot (Lambda) drop out of spot plans. ``max_hourly_cost`` caps the
 per-node price used for ranking. Duplicate rows are collapsed when the catalog
 is built.
+
+**Zones.** AWS lists zone IDs (``use1-az2``); a zone pin in that form filters
+them, while a zone *name* (``us-east-1a``, mapped to IDs differently per
+account) keeps the region's prices and is handed to the launcher as is. Azure
+and Lambda catalogs have no zones, so a zone pin excludes them.
+
+**Errors.** Constraints are applied as named steps. The step that empties the
+list is named in the :class:`SkyConfigError`, with the cheapest near-miss: the
+best offer meeting every other constraint that can still be met.
 
 **Ranking.** Offers of one instance type (or GCP host + accelerator) in one
 region form a candidate; its price is its cheapest zone's. Candidates are sorted
@@ -591,7 +605,7 @@ def _plan_one(req: Resources, clouds: Sequence[str], alternative: int, num_nodes
         keep("the default GCP n1 host size (4 vCPUs and 16 GiB per GPU)",
              lambda o: not (o.cloud == "gcp" and _N1_HOST.match(o.itype)) or _n1_default_ok(o))
     if req.instance_type is None:
-        keep("current (not retired) Azure sizes", lambda o: not (o.cloud == "azure" and _AZURE_RETIRED.search(o.itype)))
+        keep("current (not legacy) Azure sizes", lambda o: not (o.cloud == "azure" and _AZURE_RETIRED.search(o.itype)))
         if acc is None:
             keep("x86-64 (the default architecture)", lambda o: o.arch == "x86_64")
         else:
