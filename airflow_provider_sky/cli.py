@@ -11,9 +11,12 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_provider_sky.core.errors import SkyConfigError, SkyError
+
+if TYPE_CHECKING:
+    from airflow_provider_sky.core.resources import Resources
 
 PROG = "sky-airflow"
 DEFAULT_LIMIT = 20
@@ -101,7 +104,7 @@ def _print(text: str) -> None:
 
 # ---------------------------------------------------------------- commands
 
-def _resources_from_flags(args: argparse.Namespace) -> Any:
+def _resources_from_flags(args: argparse.Namespace) -> Resources:
     from airflow_provider_sky.core.spec import parse_resources
 
     spec: dict[str, Any] = {}

@@ -222,3 +222,11 @@ def test_image_tags_and_accelerator_list() -> None:
     assert catalog.image_regions("gcp", "skypilot:cpu-debian-10") is None  # GCP images are global
     assert catalog.image_regions("lambda", "skypilot:anything") is None
     assert "GCP" in catalog.accelerator_clouds()["A100"]
+
+
+def test_packaged_compact_files_rebuild_byte_for_byte(tmp_path: Path) -> None:
+    manifest = catalog.manifest(DATA)
+    files = read_source_dir(DATA / "csv")
+    build_dir(files, tmp_path / "out", {"files": manifest["files"]})
+    for cloud in CLOUDS:
+        assert (tmp_path / "out" / f"{cloud}.skycat").read_bytes() == (DATA / f"{cloud}.skycat").read_bytes()
