@@ -128,9 +128,10 @@ _PRICE_DIGITS = 8
 class Candidate:
     """One place to try: an instance type (with its accelerators) in one region of one cloud.
 
-    Prices are USD per node-hour; ``None`` means the catalog does not know it.
-    ``price`` is the one used for ranking: ``spot_price`` when ``use_spot``, else
-    ``on_demand_price``. ``zones`` are ordered cheapest first (empty for clouds
+    Prices are USD per node-hour, the lowest among ``zones``; ``None`` means the
+    catalog does not know it. ``price`` is the one used for ranking:
+    ``spot_price`` when ``use_spot``, else ``on_demand_price``. ``zones`` are the
+    zones with a known price on that market, cheapest first (empty for clouds
     whose catalog has no zones: Azure, Lambda). ``alternative`` indexes the
     concrete request this came from in ``Resources.candidates()[0]``.
     """
@@ -229,8 +230,12 @@ def _ranked(zones: tuple[_Zone, ...], col: int) -> _Ranked:
     priced = sorted(known, key=lambda pz: (pz[0], pz[1][0]))
     if not priced:
         return None, None, None, ()
-    price, best = priced[0]
-    return price, best[1], best[2], tuple(z[0] for _, z in priced if z[0])
+    # Both markets' prices are the lowest among the zones the candidate offers (those
+    # priced on the ranking market), so the other market's column is never a
+    # pricier zone's figure just because that zone won on the ranking market.
+    od = min((z[1] for _, z in priced if z[1] is not None), default=None)
+    spot = min((z[2] for _, z in priced if z[2] is not None), default=None)
+    return priced[0][0], od, spot, tuple(z[0] for _, z in priced if z[0])
 
 
 def _offer(cloud: str, itype: str, acc: str | None, count: float | None, vcpus: float | None,

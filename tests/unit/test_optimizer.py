@@ -313,3 +313,11 @@ def test_num_nodes_and_json() -> None:
     for bad in (0, -1, 1.5, True):
         with pytest.raises(SkyConfigError, match="num_nodes"):
             plan(Resources(), num_nodes=bad)  # type: ignore[arg-type]
+
+
+def test_both_prices_are_the_lowest_among_the_candidates_zones() -> None:
+    rows = [r for r in csv_rows("aws") if r["InstanceType"] == "g5.xlarge" and r["Region"] == "us-east-1"]
+    (cand,) = plan(Resources(instance_type="g5.xlarge", region="us-east-1"))
+    assert cand.on_demand_price == min(float(r["Price"]) for r in rows)
+    assert cand.spot_price == min(float(r["SpotPrice"]) for r in rows if r["SpotPrice"])
+    assert set(cand.zones) == {r["AvailabilityZone"] for r in rows}
