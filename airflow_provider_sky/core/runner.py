@@ -177,6 +177,8 @@ class NodeConnection:
         transport = client.get_transport()
         if transport is not None:
             transport.set_keepalive(30)
+            # Commands are a few small packets each way; Nagle plus delayed ACKs would add ~40 ms per round trip.
+            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]
         return client
 
     def sftp(self) -> paramiko.SFTPClient:

@@ -1,7 +1,7 @@
 """A private OpenSSH server with its own home directory, for one local-cloud node.
 
 The server runs as the current user on a loopback address. Logins are forced
-through an entry script that sets ``HOME`` to the node's own directory and
+through a command that sets ``HOME`` to the node's own directory and
 changes into it, so ``~/data`` differs between nodes for commands, SFTP and
 rsync alike, and that tags every process of the session with the node's
 marker so teardown can find processes that detached from the session.
@@ -80,26 +80,28 @@ class SshdNode:
         return str(self.directory)
 
     def prepare(self, authorized_key: str, host_private_key: str) -> None:
-        """Write the host key, authorized key, entry script and home directory."""
+        """Write the host key, authorized key and home directory."""
         self.home.mkdir(parents=True, exist_ok=True)
         self.directory.chmod(0o700)
         fd = os.open(self.host_key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(host_private_key.strip() + "\n")
         (self.directory / "authorized_keys").write_text(authorized_key.strip() + "\n")
-        entry = self.directory / "enter.sh"
+
+    def forced_command(self) -> str:
+        """Run by the login shell for every session: the node's own HOME, and a marker on its processes.
+
+        Written inline (not as a script) to spare one exec per command; it must stay POSIX sh,
+        as the login shell may be dash.
+        """
         home = shlex.quote(str(self.home))
         marker = shlex.quote(self.marker)
-        entry.write_text(
-            "#!/bin/sh\n"
-            "# Forced command: give the node its own HOME and tag its processes for teardown.\n"
-            f"HOME={home}; export HOME\n"
-            f"{NODE_MARKER_ENV}={marker}; export {NODE_MARKER_ENV}\n"
-            'cd "$HOME" || exit 1\n'
-            'if [ -z "$SSH_ORIGINAL_COMMAND" ]; then exec /bin/bash -l; fi\n'
-            'exec /bin/bash -c "$SSH_ORIGINAL_COMMAND"\n'
+        return (
+            f"HOME={home}; export HOME; {NODE_MARKER_ENV}={marker}; export {NODE_MARKER_ENV}; "
+            'cd "$HOME" || exit 1; '
+            'if [ -z "$SSH_ORIGINAL_COMMAND" ]; then exec /bin/bash -l; fi; '
+            'exec /bin/bash -c "$SSH_ORIGINAL_COMMAND"'
         )
-        entry.chmod(0o755)
 
     def write_config(self, address: str, port: int) -> None:
         lines = [
@@ -108,7 +110,7 @@ class SshdNode:
             f"HostKey {self.host_key_path}",
             f"PidFile {self.pid_path}",
             f"AuthorizedKeysFile {self.directory / 'authorized_keys'}",
-            f"ForceCommand {self.directory / 'enter.sh'}",
+            f"ForceCommand {self.forced_command()}",
             f"Subsystem sftp {_find_sftp_server()}",
             "UsePAM no",
             "PasswordAuthentication no",
@@ -121,6 +123,9 @@ class SshdNode:
             "UseDNS no",
             # Multi-node runs open many sessions at once; the default 10:30:100 drops banners.
             "MaxStartups 200",
+            # Debian's bash sources ~/.bashrc of the real user when started by sshd unless SHLVL
+            # shows it is nested; that rc file belongs to this machine, not to the node.
+            "SetEnv SHLVL=1",
             "MaxSessions 64",
             "ClientAliveInterval 30",
             "LogLevel ERROR",
