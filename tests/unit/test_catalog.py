@@ -230,3 +230,11 @@ def test_packaged_compact_files_rebuild_byte_for_byte(tmp_path: Path) -> None:
     build_dir(files, tmp_path / "out", {"files": manifest["files"]})
     for cloud in CLOUDS:
         assert (tmp_path / "out" / f"{cloud}.skycat").read_bytes() == (DATA / f"{cloud}.skycat").read_bytes()
+
+
+def test_a_damaged_user_catalog_says_how_to_recover(tmp_path: Path) -> None:
+    refresh(str(_source_copy(tmp_path / "src")))
+    (catalog.user_dir() / "gcp.skycat").write_bytes(b"garbage")
+    catalog.clear_cache()
+    with pytest.raises(SkyConfigError, match="delete .* to use the packaged snapshot"):
+        catalog.load("gcp")

@@ -32,6 +32,7 @@ __all__ = [
     "image_regions",
     "info",
     "load",
+    "manifest",
     "user_dir",
 ]
 
@@ -88,16 +89,23 @@ def load(cloud: str) -> CompactCloud:
     from airflow_provider_sky.core.catalog.compact import CompactCloud
 
     path = root / f"{cloud}.skycat"
+    hint = "" if root == PACKAGED_DIR else f" (refresh again, or delete {root} to use the packaged snapshot)"
     try:
-        data = path.read_bytes()
+        found = CompactCloud(path.read_bytes())
     except OSError as exc:
-        raise SkyConfigError(f"cannot read catalog file {path}: {exc.strerror}") from None
-    found = _loaded[key] = CompactCloud(data)
+        raise SkyConfigError(f"cannot read catalog file {path}: {exc.strerror}{hint}") from None
+    except SkyConfigError as exc:
+        raise SkyConfigError(f"{path}: {exc}{hint}") from None
+    _loaded[key] = found
     return found
 
 
 def manifest(root: Path | None = None) -> dict[str, Any]:
-    """The manifest (source, snapshot date, per-cloud row counts) of a catalog directory."""
+    """The manifest (source, snapshot date, per-cloud row counts) of a catalog directory.
+
+    :param root: the catalog directory; default :func:`active_dir`.
+    :raises SkyConfigError: the manifest is missing or not JSON.
+    """
     path = (root or active_dir()) / "manifest.json"
     try:
         loaded: dict[str, Any] = json.loads(path.read_text())
@@ -132,6 +140,8 @@ def _read_csv(rel: str) -> list[dict[str, str]]:
 def image_regions(cloud: str, tag: str) -> frozenset[str] | None:
     """Regions where a ``skypilot:`` image tag exists on ``cloud``.
 
+    :param cloud: a cloud with an images list in the catalog (aws, gcp, kubernetes).
+    :param tag: the image tag, e.g. ``skypilot:custom-gpu-ubuntu-2204``.
     :returns: the regions; an empty set when the cloud's images list lacks the
         tag; ``None`` when the tag is global there (GCP lists no region) or the
         cloud has no images list, i.e. the tag does not limit regions.

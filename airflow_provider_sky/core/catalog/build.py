@@ -102,7 +102,11 @@ def build_dir(files: Mapping[str, bytes], dest: Path, provenance: dict[str, Any]
 
 
 def read_source_dir(root: Path) -> dict[str, bytes]:
-    """Read the catalog files under ``root`` (SkyPilot layout; ``.gz`` copies accepted)."""
+    """Read the catalog files under a directory.
+
+    :param root: a directory in SkyPilot's layout (``aws/vms.csv``...); ``.gz`` copies are accepted.
+    :returns: relative path to (uncompressed) content, for the files present.
+    """
     files: dict[str, bytes] = {}
     for rel in (*REQUIRED_FILES, *OPTIONAL_FILES):
         plain, packed = root / rel, root / f"{rel}.gz"

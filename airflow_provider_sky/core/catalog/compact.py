@@ -193,8 +193,11 @@ def _sort_key(row: Row) -> tuple[Any, ...]:
 
 
 def unique_rows(rows: Iterable[Row]) -> list[Row]:
-    """Drop repeated rows (GCP lists some TPU rows twice), keeping the first of each
-    ``(instance, accelerator, count, region, zone)`` and sorted in group order."""
+    """Drop repeated rows (GCP lists some TPU rows twice) and sort them in group order.
+
+    :param rows: parsed rows, in file order.
+    :returns: the first row of each ``(instance, accelerator, count, region, zone)``, sorted.
+    """
     seen: dict[tuple[Any, ...], Row] = {}
     for row in rows:
         seen.setdefault(_sort_key(row), row)
@@ -380,8 +383,13 @@ class CompactCloud:
                           self.region[g], self.zone[r], self.arch[g], self.price[r], self.spot[r])
 
     def groups_for(self, accelerator: str | None = None, count: float | None = None) -> range:
-        """Group indices with that accelerator (canonical name) and count; without an
-        accelerator, the groups of instances that carry none (GCP accelerator rows excluded)."""
+        """Group indices of one accelerator and count.
+
+        :param accelerator: canonical (catalog-cased) name; ``None`` for the groups of
+            instances that carry no accelerator (GCP accelerator-only rows excluded).
+        :param count: per-instance count; ``None`` for the first count listed.
+        :returns: a contiguous range of group indices, empty when there is none.
+        """
         if accelerator is None:
             return self.plain_groups
         runs = self.acc_index.get(accelerator)
@@ -393,5 +401,8 @@ class CompactCloud:
         return range(0)
 
     def counts_for(self, accelerator: str) -> list[float]:
-        """The per-instance counts offered for a (canonical) accelerator name."""
+        """The per-instance counts offered for an accelerator.
+
+        :param accelerator: canonical (catalog-cased) name.
+        """
         return [run[0] for run in self.acc_index.get(accelerator, [])]
