@@ -1,0 +1,164 @@
+"""SkyHook: the ``sky`` connection turned into what the provisioning core needs to reach clusters."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_sky.core.errors import SkyConfigError
+
+if TYPE_CHECKING:
+    from airflow_provider_sky.core.cluster import Cluster
+
+DEFAULT_CONN_ID = "sky_default"
+
+
+@dataclass(frozen=True)
+class SkyCredentials:
+    """What the core needs to log in. ``private_key`` None means the local cloud's generated key."""
+
+    private_key: str | None = None
+    ssh_user: str | None = None
+    cloud: str = "local"
+    hosts: list[str] | None = None
+    cloud_connection: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # the key must never reach a log line or a traceback
+        return f"SkyCredentials(cloud={self.cloud!r}, ssh_user={self.ssh_user!r}, private_key=<hidden>)"
+
+    def cloud_settings(self, cloud: str) -> dict[str, Any]:
+        """Settings the core's cloud takes from the connection (the SSH pool's hosts)."""
+        return {"hosts": self.hosts} if cloud == "ssh" and self.hosts else {}
+
+
+def _split_hosts(value: Any) -> list[str] | None:
+    if value in (None, "", []):
+        return None
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    text = str(value).strip()
+    if text.startswith("["):
+        try:
+            loaded = json.loads(text)
+        except ValueError:
+            raise SkyConfigError("sky connection extra 'hosts': invalid JSON list") from None
+        return [str(v) for v in loaded]
+    return [part for part in text.replace(",", "\n").split() if part]
+
+
+class SkyHook(BaseHook):
+    """Credentials and cluster access for the Sky operators.
+
+    The ``sky`` connection's extras are ``private_key`` (masked), ``ssh_user``, ``cloud`` (the default
+    cloud), ``hosts`` (the SSH pool) and ``cloud_conn_id`` (an Airflow connection with the cloud
+    account's credentials). The connection's ``password`` and ``login`` are read as the private key and
+    SSH user when the extras do not set them. When the connection does not exist, the local cloud still
+    works with a key generated once under ``$SKY_AIRFLOW_HOME``; other clouds need the connection.
+
+    :param sky_conn_id: id of the ``sky`` connection.
+    """
+
+    conn_name_attr = "sky_conn_id"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = "sky"
+    hook_name = "Sky"
+
+    def __init__(self, sky_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sky_conn_id = sky_conn_id
+        self._credentials: SkyCredentials | None = None
+
+    def get_credentials(self) -> SkyCredentials:
+        """Read the connection once; mask the private key in every later log line."""
+        if self._credentials is not None:
+            return self._credentials
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        try:
+            conn = self.get_connection(self.sky_conn_id)
+        except AirflowNotFoundException:
+            self.log.info("Connection %r not found: the local cloud uses its generated key", self.sky_conn_id)
+            self._credentials = SkyCredentials()
+            return self._credentials
+        extra = conn.extra_dejson or {}
+        private_key = extra.get("private_key") or conn.password or None
+        if private_key:
+            from airflow.sdk.log import mask_secret
+
+            private_key = str(private_key).replace("\\n", "\n")
+            mask_secret(private_key)
+        cloud = str(extra.get("cloud") or "local")
+        cloud_connection: dict[str, Any] = {}
+        if extra.get("cloud_conn_id"):
+            cloud_conn = self.get_connection(str(extra["cloud_conn_id"]))
+            cloud_connection = {"conn_id": cloud_conn.conn_id, "conn_type": cloud_conn.conn_type}
+        self._credentials = SkyCredentials(
+            private_key=private_key,
+            ssh_user=extra.get("ssh_user") or conn.login or None,
+            cloud=cloud,
+            hosts=_split_hosts(extra.get("hosts")),
+            cloud_connection=cloud_connection,
+        )
+        return self._credentials
+
+    def _require_key(self, cloud: str) -> str | None:
+        creds = self.get_credentials()
+        if creds.private_key is None and cloud != "local":
+            raise SkyConfigError(
+                f"sky_conn_id: connection {self.sky_conn_id!r} gives no SSH private key, which cloud {cloud!r} "
+                "needs; set its 'private_key' extra"
+            )
+        return creds.private_key
+
+    def launch(self, name: str, cloud: str, resources: Any, num_nodes: int, **settings: Any) -> Cluster:
+        """Launch ``name`` (or reuse the live cluster of that name) through the core."""
+        from airflow_provider_sky.core.cluster import Cluster
+
+        creds = self.get_credentials()
+        return Cluster.launch(
+            name,
+            cloud,
+            resources,
+            num_nodes,
+            ssh_private_key=self._require_key(cloud),
+            ssh_user=creds.ssh_user,
+            **{**creds.cloud_settings(cloud), **settings},
+        )
+
+    def from_handle(self, handle: dict[str, Any]) -> Cluster:
+        """Rebuild a cluster from a launch task's handle."""
+        from airflow_provider_sky.core.cluster import Cluster
+
+        cloud = str(handle.get("cloud", "local"))
+        return Cluster.from_handle(
+            handle, ssh_private_key=self._require_key(cloud), ssh_user=self.get_credentials().ssh_user
+        )
+
+    def get_cluster(self, name: str, cloud: str | None = None) -> Cluster | None:
+        """The live cluster called ``name`` on ``cloud`` (default: the connection's cloud), or None."""
+        from airflow_provider_sky.core.cluster import Cluster
+
+        creds = self.get_credentials()
+        cloud = cloud or creds.cloud
+        return Cluster.get(
+            name,
+            cloud,
+            ssh_private_key=self._require_key(cloud),
+            ssh_user=creds.ssh_user,
+            **creds.cloud_settings(cloud),
+        )
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check that the key parses (the UI's Test button); reaching nodes needs a cluster."""
+        try:
+            creds = self.get_credentials()
+            if creds.private_key:
+                from airflow_provider_sky.core.keys import public_key_line
+
+                public_key_line(creds.private_key)
+            return True, f"cloud {creds.cloud!r}: credentials are usable"
+        except Exception as exc:
+            return False, str(exc)

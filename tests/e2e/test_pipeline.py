@@ -1,0 +1,78 @@
+"""Whole lifecycle DAGs on the local cloud: launch -> ready -> sync -> exec -> sync -> teardown."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.sdk import DAG, task
+
+from airflow_provider_sky.operators import SkyExecOperator, SkyLaunchOperator, StorageSyncOperator, TeardownOperator
+from airflow_provider_sky.sensors import SshReadySensor
+from tests.e2e.conftest import local_clusters
+
+LOGICAL = dt.datetime(2026, 3, 14, tzinfo=dt.UTC)
+
+
+def lifecycle_dag(dag_id: str, data: Path, out: Path, deferrable: bool) -> DAG:
+    with DAG(dag_id, schedule=None, start_date=dt.datetime(2026, 1, 1), catchup=False) as dag:
+        launch = SkyLaunchOperator(
+            task_id="launch",
+            cluster_name="t-{{ ds_nodash }}",
+            num_nodes=2,
+            resources={"cpus": "1+"},
+            deferrable=deferrable,
+        )
+        ready = SshReadySensor(task_id="ready", cluster=launch.output, poke_interval=0.2, deferrable=deferrable)
+        sync_in = StorageSyncOperator(task_id="sync_in", source=str(data), destination="cluster:~/data", cluster=launch.output)
+        work = SkyExecOperator(
+            task_id="work",
+            cluster=launch.output,
+            setup="echo setting up",
+            run=(
+                'for i in 1 2 3; do echo "line $i of rank $SKYPILOT_NODE_RANK"; sleep 0.2; done\n'
+                "mkdir -p ~/out && cat ~/data/in.txt > ~/out/rank-$SKYPILOT_NODE_RANK.txt && "
+                'echo "$GREETING $SKYPILOT_NODE_RANK/$SKYPILOT_NUM_NODES" >> ~/out/rank-$SKYPILOT_NODE_RANK.txt'
+            ),
+            envs={"GREETING": "hello {{ ds }}"},
+            deferrable=deferrable,
+            poll_interval=0.2,
+            log_interval=0.3,
+        )
+        sync_out = StorageSyncOperator(task_id="sync_out", source="cluster:~/out", destination=str(out), cluster=launch.output)
+
+        @task
+        def report(handle: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+            return {"cluster": handle["cluster_name"], "nodes": len(handle["nodes"]), "state": job["state"]}
+
+        down = TeardownOperator(task_id="down", cluster=launch.output)
+        launch >> ready >> sync_in >> work >> sync_out >> report(launch.output, work.output) >> down
+        down.as_teardown(setups=launch)
+    return dag
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
+def test_lifecycle(deferrable: bool, run_dag, sky_home: Path, tmp_path: Path, capfd) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "in.txt").write_text("payload\n")
+    out = tmp_path / "out"
+    result = run_dag(lifecycle_dag(f"lifecycle_{deferrable}", data, out, deferrable), logical_date=LOGICAL)
+
+    assert result.states == {t: "success" for t in ("launch", "ready", "sync_in", "work", "sync_out", "report", "down")}, result.states
+    assert result.state == "success"
+    handle = result.xcom("launch")
+    assert handle["cluster_name"] == "t-20260314" and handle["cloud"] == "local" and len(handle["nodes"]) == 2
+    assert result.xcom("ready")["cluster_name"] == "t-20260314"
+    assert result.xcom("report") == {"cluster": "t-20260314", "nodes": 2, "state": "SUCCEEDED"}
+    for rank in (0, 1):
+        assert (out / f"node-{rank}" / f"rank-{rank}.txt").read_text() == f"payload\nhello 2026-03-14 {rank}/2\n"
+    logs = capfd.readouterr()
+    text = logs.out + logs.err
+    for rank in (0, 1):
+        assert f"(node {rank}) line 3 of rank {rank}" in text
+    assert local_clusters(sky_home) == []
+    assert json.loads(json.dumps(handle)) == handle
