@@ -58,7 +58,7 @@ def test_user_text_is_embedded_verbatim(tmp_path_factory: pytest.TempPathFactory
     """Any run text or env value survives the heredoc and the quoting byte for byte."""
     tmp = tmp_path_factory.mktemp("job")
     job_dir = _run_job(tmp, None, 'printf "%s" "$VALUE"', {"VALUE": text})
-    assert (job_dir / "log").read_text() == text
+    assert (job_dir / "log").read_bytes().decode() == text
     driver = (job_dir / "driver.sh").read_text()
     assert "SKY_EOF_" in driver
 
