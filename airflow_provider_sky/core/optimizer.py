@@ -697,7 +697,8 @@ def plan(resources: Resources, clouds: Iterable[str] | None = None, num_nodes: i
 
     :param resources: the request, possibly with ``any_of``/``ordered`` alternatives.
     :param clouds: clouds allowed (default: every catalog cloud: aws, gcp, azure, lambda);
-        clouds without a catalog (local, ssh, kubernetes) are ignored here.
+        clouds without a catalog (local, ssh, kubernetes) are ignored here, and a
+        request pinned to one of them has no plan (their launch paths need none).
     :param num_nodes: nodes per cluster; must be a positive integer. Each
         candidate's ``cluster_price`` is its per-node ``price`` times this.
     :returns: candidates, cheapest first (or in the user's order for ``ordered``

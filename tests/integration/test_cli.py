@@ -60,6 +60,10 @@ def test_cheapest_flags_reach_the_plan(cli_home: Path) -> None:
               "--limit", "3")
     first = json.loads(out.stdout)[0]
     assert first["cloud"] == "gcp" and first["vcpus"] >= 4 and first["memory_gib"] >= 32
+    # several accelerators: any of them, cheapest first
+    out = run(cli_home, "cheapest", "--accelerators", "H100:8,A100:8", "--json", "--limit", "0")
+    accs = [c["accelerator"] for c in json.loads(out.stdout)]
+    assert accs[0] == "A100" and set(accs) == {"A100", "H100"}
 
 
 def test_cheapest_table(cli_home: Path) -> None:
