@@ -3,7 +3,7 @@
 A job lives on each node in ``<remote_root>/jobs/<job_id>/``:
 
 - ``driver.sh``  the script that runs setup then run (the user's text embedded verbatim),
-- ``pgid``       the process group of the driver (it is a session leader, so this is its PID),
+- ``pid``        the driver's PID; it is a session leader, so this is also its process group,
 - ``log``        setup and run output, stdout and stderr interleaved,
 - ``exit_code``  written atomically when the driver ends,
 - ``cancelled``  written by :func:`cancel_command` before it kills the group.
@@ -139,10 +139,10 @@ def submit_command(remote_root: str, job_id: str) -> str:
     return (
         f"set -e; mkdir -p {d}; cd {d}; "
         # A job id already started (a retried submit) is not started again.
-        "if [ -f pgid ]; then cat > /dev/null; cat pgid; exit 0; fi; "
+        "if [ -f pid ]; then cat > /dev/null; cat pid; exit 0; fi; "
         "cat > driver.sh; "
         "setsid nohup bash driver.sh > log 2>&1 < /dev/null & "
-        'echo $! > pgid; echo "$!"'
+        'echo $! > pid; echo "$!"'
     )
 
 
@@ -154,7 +154,7 @@ def status_command(remote_root: str, job_id: str) -> str:
         'if [ ! -d "$d" ]; then echo missing; '
         'elif [ -f "$d/cancelled" ]; then echo cancelled; '
         'elif [ -f "$d/exit_code" ]; then echo "exit $(cat "$d/exit_code")"; '
-        'elif kill -0 -"$(cat "$d/pgid" 2>/dev/null)" 2>/dev/null; then echo running; '
+        'elif kill -0 -"$(cat "$d/pid" 2>/dev/null)" 2>/dev/null; then echo running; '
         # The driver may have written exit_code between the two checks above.
         'elif [ -f "$d/exit_code" ]; then echo "exit $(cat "$d/exit_code")"; '
         "else echo lost; fi"
@@ -199,7 +199,7 @@ def cancel_command(remote_root: str, job_id: str, grace_seconds: float = 5.0) ->
         '[ -d "$d" ] || exit 0; '
         '[ -f "$d/exit_code" ] && exit 0; '
         'touch "$d/cancelled"; '
-        'g=$(cat "$d/pgid" 2>/dev/null) || exit 0; '
+        'g=$(cat "$d/pid" 2>/dev/null) || exit 0; '
         'kill -TERM -"$g" 2>/dev/null || exit 0; '
         f'for i in $(seq {steps}); do kill -0 -"$g" 2>/dev/null || exit 0; sleep 0.1; done; '
         'kill -KILL -"$g" 2>/dev/null; exit 0'
@@ -210,10 +210,10 @@ def kill_all_jobs_command(remote_root: str) -> str:
     """Kills every job's process group under ``remote_root`` (used when a cluster is torn down)."""
     root = shlex.quote(f"{remote_root}/jobs")
     return (
-        f'for f in {root}/*/pgid; do [ -f "$f" ] || continue; '
+        f'for f in {root}/*/pid; do [ -f "$f" ] || continue; '
         'g=$(cat "$f"); kill -TERM -"$g" 2>/dev/null; done; '
         "sleep 0.2; "
-        f'for f in {root}/*/pgid; do [ -f "$f" ] || continue; '
+        f'for f in {root}/*/pid; do [ -f "$f" ] || continue; '
         'g=$(cat "$f"); kill -KILL -"$g" 2>/dev/null; done; true'
     )
 
