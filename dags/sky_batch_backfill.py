@@ -1,0 +1,39 @@
+"""sky_batch_backfill: a daily batch job, one cluster per run named from the logical date.
+
+``catchup=True`` over three days, so ``airflow dags backfill sky_batch_backfill -s 2026-01-01 -e 2026-01-03``
+(or the scheduler) runs one cluster ``batch-YYYYMMDD`` per day, each torn down by its own run.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG
+
+from airflow_provider_sky.operators import SkyExecOperator, SkyLaunchOperator, TeardownOperator
+from airflow_provider_sky.sensors import SshReadySensor
+
+with DAG(
+    dag_id="sky_batch_backfill",
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1),
+    end_date=datetime(2026, 1, 3),
+    catchup=True,
+    max_active_runs=2,
+    tags=["sky", "example"],
+    doc_md=__doc__,
+) as dag:
+    launch = SkyLaunchOperator(task_id="launch", cluster_name="batch-{{ ds_nodash }}", cloud="local", num_nodes=1)
+    ready = SshReadySensor(task_id="ssh_ready", cluster=launch.output, poke_interval=0.5, timeout=120)
+    batch = SkyExecOperator(
+        task_id="batch",
+        cluster=launch.output,
+        run=(
+            'echo "processing partition $PARTITION on $(hostname)"\n'
+            "seq 1 1000 | awk '{s += $1} END {print \"checksum\", s}'"
+        ),
+        envs={"PARTITION": "{{ ds }}"},
+    )
+    down = TeardownOperator(task_id="teardown", cluster=launch.output)
+    launch >> ready >> batch >> down
+    down.as_teardown(setups=launch)
