@@ -380,9 +380,10 @@ def _base_offers(cat: CompactCloud, req: Resources, acc: str | None, count: floa
         if acc is None and itype in _GCP_HOST_TO_ACC:
             acc, count = _GCP_HOST_TO_ACC[itype]  # a pinned a2/a3/g2 host comes with its GPUs
         if acc is not None and count is not None and (acc in cat.acc_index):
-            if itype is not None and itype != TPU_VM:
-                return _gcp_accelerator_offers(cat, acc, count, itype)
-            return _gcp_accelerator_offers(cat, acc, count, None)
+            if acc.startswith("tpu-"):
+                # TPUs run on their own VM: no other instance type can carry one.
+                return _gcp_accelerator_offers(cat, acc, count, None) if itype in (None, TPU_VM) else []
+            return _gcp_accelerator_offers(cat, acc, count, itype)
     if itype is not None:
         span = cat.itype_index.get(itype)
         if not span:

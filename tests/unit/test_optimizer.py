@@ -251,6 +251,8 @@ def test_case_insensitive_names_and_counts_offered() -> None:
         (Resources(accelerators=A100_8, image_id="skypilot:no-such-image", cloud="aws"), "image_id"),
         (Resources(instance_type="p4d.24xlarge", accelerators=(Accelerator("H100", 8),)),
          "does not carry H100:8"),
+        (Resources(instance_type="p4d.24xlarge", accelerators=(Accelerator("tpu-v2-128", 1),)),
+         "does not carry tpu-v2-128:1"),
     ],
 )
 def test_errors_name_the_constraint_and_a_near_miss(req: Resources, message: str) -> None:
