@@ -27,7 +27,9 @@ def lifecycle_dag(dag_id: str, data: Path, out: Path, deferrable: bool) -> DAG:
             deferrable=deferrable,
         )
         ready = SshReadySensor(task_id="ready", cluster=launch.output, poke_interval=0.2, deferrable=deferrable)
-        sync_in = StorageSyncOperator(task_id="sync_in", source=str(data), destination="cluster:~/data", cluster=launch.output)
+        sync_in = StorageSyncOperator(
+            task_id="sync_in", source=str(data), destination="cluster:~/data", cluster=launch.output
+        )
         work = SkyExecOperator(
             task_id="work",
             cluster=launch.output,
@@ -42,7 +44,9 @@ def lifecycle_dag(dag_id: str, data: Path, out: Path, deferrable: bool) -> DAG:
             poll_interval=0.2,
             log_interval=0.3,
         )
-        sync_out = StorageSyncOperator(task_id="sync_out", source="cluster:~/out", destination=str(out), cluster=launch.output)
+        sync_out = StorageSyncOperator(
+            task_id="sync_out", source="cluster:~/out", destination=str(out), cluster=launch.output
+        )
 
         @task
         def report(handle: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +66,9 @@ def test_lifecycle(deferrable: bool, run_dag, sky_home: Path, tmp_path: Path, ca
     out = tmp_path / "out"
     result = run_dag(lifecycle_dag(f"lifecycle_{deferrable}", data, out, deferrable), logical_date=LOGICAL)
 
-    assert result.states == {t: "success" for t in ("launch", "ready", "sync_in", "work", "sync_out", "report", "down")}, result.states
+    assert result.states == {
+        t: "success" for t in ("launch", "ready", "sync_in", "work", "sync_out", "report", "down")
+    }, result.states
     assert result.state == "success"
     handle = result.xcom("launch")
     assert handle["cluster_name"] == "t-20260314" and handle["cloud"] == "local" and len(handle["nodes"]) == 2
