@@ -66,6 +66,16 @@ def _credentials(cloud: str, ssh_private_key: str | None, ssh_user: str | None) 
     return SshCredentials(private_key=ssh_private_key, user=ssh_user)
 
 
+def _env_values(envs: Mapping[str, Any] | None) -> dict[str, str]:
+    """Stringify env values; a None value is a required env the task left unset."""
+    missing = sorted(str(k) for k, v in (envs or {}).items() if v is None)
+    if missing:
+        raise SkyConfigError(
+            f"envs: no value for required variable(s) {', '.join(missing)} (null in the task); give them at launch"
+        )
+    return {str(k): v if isinstance(v, str) else str(v) for k, v in (envs or {}).items()}
+
+
 class Cluster:
     """A launched cluster: its handle plus the means to reach it.
 
@@ -267,7 +277,7 @@ class Cluster:
         :param stream: ``stream(rank, "stdout"|"stderr", line)`` for each line as it arrives.
         :param timeout: seconds per node before :class:`CommandTimeoutError`.
         """
-        text = wrap_command(command, {k: str(v) for k, v in (envs or {}).items()}, cwd)
+        text = wrap_command(command, _env_values(envs), cwd)
         return self.runner.run(text, ranks=nodes, on_line=stream, timeout=timeout)
 
     def upload(
@@ -324,7 +334,7 @@ class Cluster:
             self.sync_workdir(workdir)
         if file_mounts:
             self.sync_file_mounts(file_mounts)
-        user_envs = {str(k): str(v) for k, v in (envs or {}).items()}
+        user_envs = _env_values(envs)
         node_ips = [node.internal_ip or node.ip for node in self.nodes]
         accelerator = _as_resources(self.handle.resources).accelerator if self.handle.resources else None
         gpus = math.ceil(accelerator.count) if accelerator else 0

@@ -163,3 +163,15 @@ def test_job_survives_the_submitting_process_being_killed(cluster: Cluster, tmp_
     lines: list[str] = []
     assert cluster.wait_job(job, on_line=lines.append, timeout=30).state is JobState.SUCCEEDED
     assert sorted(lines) == [f"(node {r}) survived" for r in range(3)]
+
+
+def test_a_required_env_left_null_is_a_config_error(cluster: Cluster) -> None:
+    from airflow_provider_sky.core import SkyConfigError, TaskSpec
+
+    spec = TaskSpec.from_yaml({"run": "echo $TOKEN", "envs": {"TOKEN": None, "OK": 1}})
+    with pytest.raises(SkyConfigError, match="required variable\\(s\\) TOKEN"):
+        cluster.submit(run=spec.run, envs=spec.envs)
+    job = cluster.submit(run="echo $TOKEN-$OK", envs=spec.with_envs({"TOKEN": "t"}).envs)
+    lines: list[str] = []
+    assert cluster.wait_job(job, on_line=lines.append, timeout=30).state is JobState.SUCCEEDED
+    assert set(lines) == {f"(node {r}) t-1" for r in range(3)}
