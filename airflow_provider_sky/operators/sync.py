@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -158,16 +159,20 @@ class StorageSyncOperator(BaseOperator):
     def _download(self, cluster: Cluster, source: Location, local: Path) -> dict[str, Any]:
         ranks = list(range(len(cluster.nodes))) if source.rank is None else [source.rank]
         total: dict[str, Any] = {"files_sent": 0, "bytes_sent": 0, "files_skipped": 0, "files_deleted": 0}
-        for rank in ranks:
+
+        def one(rank: int) -> dict[str, Any]:
             target = local / f"node-{rank}" if source.rank is None else local
             if self.include:
-                stats = self._download_included(cluster, source.path, rank, target)
-            else:
-                stats = _stats(
-                    cluster.download(source.path, str(target), node=rank, delete=self.delete, exclude=self.exclude)
-                )
-            for key in total:
-                total[key] += stats[key]
+                return self._download_included(cluster, source.path, rank, target)
+            return _stats(
+                cluster.download(source.path, str(target), node=rank, delete=self.delete, exclude=self.exclude)
+            )
+
+        # Each node has its own connection, so nodes download in parallel.
+        with ThreadPoolExecutor(max_workers=min(16, len(ranks))) as pool:
+            for stats in pool.map(one, ranks):
+                for key in total:
+                    total[key] += stats[key]
         return total
 
     def _download_included(self, cluster: Cluster, remote: str, rank: int, target: Path) -> dict[str, Any]:
