@@ -48,3 +48,17 @@ def check_int(value: Any, param: str, minimum: int, allow_none: bool = False) ->
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise SkyConfigError(f"{param}: invalid value {value!r}; accepted: an integer >= {minimum}")
     return value
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret replaced by ``***``.
+
+    Job output is user data that may echo a secret. Task logs are masked on their way to storage,
+    but not every runner masks (``dag.test()`` prints unmasked), so job lines are redacted before
+    they are logged at all.
+    """
+    try:
+        from airflow.sdk.log import redact as airflow_redact
+    except ImportError:  # pragma: no cover - the SDK moved it
+        return text
+    return str(airflow_redact(text))

@@ -17,6 +17,7 @@ from airflow_provider_sky.operators._common import (
     XCOM_JOB_ID,
     default_deferrable,
     local_path,
+    redact,
     state_store,
 )
 from airflow_provider_sky.utils.cluster_ref import parse_cluster_ref
@@ -294,7 +295,7 @@ class SkyExecOperator(BaseOperator):
         raise AirflowException(str(event.get("message") or f"job {job_id}: unexpected event {status!r}"))
 
     def _log_line(self, line: str) -> None:
-        self.log.info("%s", line)
+        self.log.info("%s", redact(line))
 
     def _finish(self, context: Context, cluster_name: str, job: dict[str, Any]) -> Any:
         state = job.get("state")

@@ -186,3 +186,90 @@ def test_templated_bad_input_fails_the_task_with_one_line_naming_the_parameter(r
     for pattern in expected:
         assert re.search(pattern, text), f"{pattern!r} not in the task logs"
     assert local_clusters(sky_home) == []
+
+
+class HookFailingAfterNodesExist:
+    """A SkyHook whose launch creates the nodes, then fails (as a cloud that runs out of capacity half-way)."""
+
+    @staticmethod
+    def make(conn_id: str):  # type: ignore[no-untyped-def]
+        from airflow_provider_sky.core.errors import CapacityError
+        from airflow_provider_sky.hooks import SkyHook
+
+        class Hook(SkyHook):
+            def launch(self, name, cloud, resources, num_nodes, **settings):  # type: ignore[no-untyped-def]
+                super().launch(name, cloud, resources, num_nodes, **settings).close()
+                raise CapacityError(f"no capacity left for {name!r} after {num_nodes} node(s) started")
+
+        return Hook(conn_id)
+
+
+class HalfLaunch(SkyLaunchOperator):
+    def _hook(self):  # type: ignore[no-untyped-def]
+        return HookFailingAfterNodesExist.make(self.sky_conn_id)
+
+
+@pytest.mark.parametrize("down_on_failure", [True, False])
+def test_failed_launch_tears_down_the_nodes_it_created(down_on_failure: bool, run_dag, sky_home: Path, capfd) -> None:
+    with DAG(f"half_launch_{down_on_failure}", schedule=None, start_date=START) as dag:
+        HalfLaunch(task_id="launch", cluster_name="half", num_nodes=2, down_on_failure=down_on_failure)
+
+    result = run_dag(dag, logical_date=LOGICAL)
+
+    assert result.states == {"launch": "failed"}
+    assert "CapacityError: no capacity left for 'half' after 2 node(s) started" in output(capfd)
+    if down_on_failure:
+        assert local_clusters(sky_home) == []
+    else:
+        assert local_clusters(sky_home) == ["half"]
+        from airflow_provider_sky.core.cluster import Cluster
+
+        Cluster.get("half", "local").down()  # type: ignore[union-attr]
+
+
+def test_launch_does_not_tear_down_a_cluster_it_did_not_create(run_dag, sky_home: Path) -> None:
+    from airflow_provider_sky.core.cluster import Cluster
+
+    Cluster.launch("shared", "local", num_nodes=1).close()
+    with DAG("foreign_cluster", schedule=None, start_date=START) as dag:
+        # Same name, different shape: the launch fails, and the cluster is someone else's.
+        SkyLaunchOperator(task_id="launch", cluster_name="shared", num_nodes=2)
+
+    result = run_dag(dag, logical_date=LOGICAL)
+
+    assert result.states == {"launch": "failed"}
+    assert local_clusters(sky_home) == ["shared"]
+    Cluster.get("shared", "local").down()  # type: ignore[union-attr]
+
+
+def test_task_spec_secrets_are_masked_in_the_streamed_log(run_dag, sky_home: Path, tmp_path: Path, capfd) -> None:
+    workdir = tmp_path / "wd"
+    workdir.mkdir()
+    (workdir / "job.sh").write_text('echo "model $MODEL token $TOKEN rank $SKYPILOT_NODE_RANK"\n')
+    spec = {
+        "num_nodes": 2,
+        "resources": {"cpus": "1+"},
+        "workdir": str(workdir),
+        "envs": {"MODEL": "tiny"},
+        "secrets": {"TOKEN": None},
+        "setup": "echo setup for $MODEL",
+        "run": "bash job.sh",
+    }
+    with DAG("task_spec", schedule=None, start_date=START) as dag:
+        launch = SkyLaunchOperator(task_id="launch", cluster_name="spec-{{ ds_nodash }}", task=spec)
+        work = SkyExecOperator(
+            task_id="work", cluster=launch.output, task=spec, envs={"TOKEN": "s3cr3t-Value-42"}, poll_interval=0.2
+        )
+        down = TeardownOperator(task_id="down", cluster=launch.output)
+        launch >> work >> down
+        down.as_teardown(setups=launch)
+
+    result = run_dag(dag, logical_date=LOGICAL)
+
+    assert set(result.states.values()) == {"success"}, result.states
+    assert len(result.xcom("launch")["nodes"]) == 2  # num_nodes from the task
+    text = output(capfd)
+    assert "(node 0) setup for tiny" in text
+    assert "(node 1) model tiny token *** rank 1" in text
+    assert "s3cr3t-Value-42" not in text
+    assert local_clusters(sky_home) == []
