@@ -62,7 +62,7 @@ def run_core(tmp: Path, dataset: Path) -> dict[str, float]:
 
     steps: dict[str, float] = {}
 
-    def timed(name: str, fn):  # type: ignore[no-untyped-def]
+    def timed(name: str, fn):
         start = time.perf_counter()
         value = fn()
         steps[name] = time.perf_counter() - start

@@ -69,7 +69,7 @@ class SkyExecOperator(BaseOperator):
         cluster: Any,
         run: str | None = None,
         setup: str | None = None,
-        envs: dict[str, Any] | None = None,
+        envs: dict[str, Any] | str | None = None,
         workdir: str | None = None,
         task: str | dict[str, Any] | None = None,
         sky_conn_id: str = DEFAULT_CONN_ID,

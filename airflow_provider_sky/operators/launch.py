@@ -63,7 +63,7 @@ class SkyLaunchOperator(BaseOperator):
         *,
         cluster_name: str,
         cloud: str = "local",
-        resources: dict[str, Any] | None = None,
+        resources: dict[str, Any] | str | None = None,
         num_nodes: int | None = None,
         task: str | dict[str, Any] | None = None,
         sky_conn_id: str = DEFAULT_CONN_ID,

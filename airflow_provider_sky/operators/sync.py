@@ -22,6 +22,7 @@ from airflow_provider_sky.utils.targets import Location, check_pair, check_patte
 from airflow_provider_sky.utils.templating import is_templated
 
 if TYPE_CHECKING:
+    from airflow.sdk import XComArg
     from airflow.sdk.definitions.context import Context
 
     from airflow_provider_sky.core.cluster import Cluster
@@ -63,8 +64,8 @@ class StorageSyncOperator(BaseOperator):
     def __init__(
         self,
         *,
-        source: str,
-        destination: str,
+        source: str | XComArg,
+        destination: str | XComArg,
         cluster: Any = None,
         delete: bool = False,
         include: str | list[str] | None = None,

@@ -13,7 +13,7 @@ from tests.e2e.conftest import local_clusters
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 
 
-def load(dag_id: str):  # type: ignore[no-untyped-def]
+def load(dag_id: str):
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(DAGS))

@@ -58,7 +58,7 @@ class FlakyLaunch(SkyLaunchOperator):
 
     handles: ClassVar[list[dict[str, Any]]] = []
 
-    def execute(self, context):  # type: ignore[no-untyped-def]
+    def execute(self, context):
         handle = super().execute(context)
         FlakyLaunch.handles.append(handle)
         if context["ti"].try_number == 1:
@@ -95,7 +95,7 @@ class FlakyExec(SkyExecOperator):
         if self._try == 1:
             raise RuntimeError("worker lost while following the job")
 
-    def execute(self, context):  # type: ignore[no-untyped-def]
+    def execute(self, context):
         self._try = context["ti"].try_number
         return super().execute(context)
 
@@ -192,12 +192,12 @@ class HookFailingAfterNodesExist:
     """A SkyHook whose launch creates the nodes, then fails (as a cloud that runs out of capacity half-way)."""
 
     @staticmethod
-    def make(conn_id: str):  # type: ignore[no-untyped-def]
+    def make(conn_id: str):
         from airflow_provider_sky.core.errors import CapacityError
         from airflow_provider_sky.hooks import SkyHook
 
         class Hook(SkyHook):
-            def launch(self, name, cloud, resources, num_nodes, **settings):  # type: ignore[no-untyped-def]
+            def launch(self, name, cloud, resources, num_nodes, **settings):
                 super().launch(name, cloud, resources, num_nodes, **settings).close()
                 raise CapacityError(f"no capacity left for {name!r} after {num_nodes} node(s) started")
 
@@ -205,7 +205,7 @@ class HookFailingAfterNodesExist:
 
 
 class HalfLaunch(SkyLaunchOperator):
-    def _hook(self):  # type: ignore[no-untyped-def]
+    def _hook(self):
         return HookFailingAfterNodesExist.make(self.sky_conn_id)
 
 

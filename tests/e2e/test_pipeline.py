@@ -53,7 +53,7 @@ def lifecycle_dag(dag_id: str, data: Path, out: Path, deferrable: bool) -> DAG:
             return {"cluster": handle["cluster_name"], "nodes": len(handle["nodes"]), "state": job["state"]}
 
         down = TeardownOperator(task_id="down", cluster=launch.output)
-        launch >> ready >> sync_in >> work >> sync_out >> report(launch.output, work.output) >> down
+        launch >> ready >> sync_in >> work >> sync_out >> report(launch.output, work.output) >> down  # type: ignore[arg-type]
         down.as_teardown(setups=launch)
     return dag
 

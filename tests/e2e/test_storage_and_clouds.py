@@ -99,7 +99,7 @@ def test_sensor_fails_when_nodes_do_not_answer(run_dag, sky_home: Path, capfd) -
 
 
 @pytest.fixture
-def pool_connection(sky_home: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def pool_connection(sky_home: Path, monkeypatch: pytest.MonkeyPatch):
     """Two stand-in SSH hosts and a ``sky`` connection (key, user, cloud, hosts) for them, from the environment."""
     from airflow_provider_sky.core.keys import generate_private_key, public_key_line
     from airflow_provider_sky.core.sshd import SshdNode, free_port

@@ -28,7 +28,7 @@ def test_provider_info_matches_airflow_schema_and_names_real_classes() -> None:
 
     info = get_provider_info()
     schema = json.loads(
-        (Path(importlib.import_module("airflow").__file__).parent / "provider_info.schema.json").read_text()
+        (Path(str(importlib.import_module("airflow").__file__)).parent / "provider_info.schema.json").read_text()
     )
     jsonschema.validate(info, schema)
     assert info["package-name"] == "airflow-provider-sky"
@@ -93,7 +93,8 @@ def test_static_mistakes_fail_when_the_dag_is_parsed() -> None:
     one_line_error(lambda: SkyLaunchOperator(task_id="a", cluster_name="bad name"), "cluster_name: invalid value")
     one_line_error(lambda: SkyLaunchOperator(task_id="a", cluster_name="c", resources={"cpu": 2}), "resources")
     one_line_error(
-        lambda: SkyLaunchOperator(task_id="a", cluster_name="c", resources=[1]), "resources: expected a dict"
+        lambda: SkyLaunchOperator(task_id="a", cluster_name="c", resources=[1]),  # type: ignore[arg-type]
+        "resources: expected a dict",
     )
     one_line_error(lambda: SkyLaunchOperator(task_id="a", cluster_name="c", num_nodes=0), "num_nodes: invalid value 0")
     one_line_error(lambda: SkyLaunchOperator(task_id="a", cluster_name="c", task={"runn": "x"}), "task: ")
@@ -124,7 +125,7 @@ def test_static_mistakes_fail_when_the_dag_is_parsed() -> None:
         lambda: StorageSyncOperator(task_id="a", source="/x", destination="/y", cluster="c"), "destination: neither"
     )
     one_line_error(
-        lambda: StorageSyncOperator(task_id="a", source="/x", destination="cluster:/y", cluster="c", include=[3]),
+        lambda: StorageSyncOperator(task_id="a", source="/x", destination="cluster:/y", cluster="c", include=[3]),  # type: ignore[list-item]
         "include:",
     )
 
@@ -167,7 +168,7 @@ def test_example_dags_parse() -> None:
     train = bag.dags["sky_train_local"]
     assert train.get_task("teardown").is_teardown
     backfill = bag.dags["sky_batch_backfill"]
-    assert backfill.catchup and backfill.get_task("launch").cluster_name == "batch-{{ ds_nodash }}"
+    assert backfill.catchup and backfill.get_task("launch").cluster_name == "batch-{{ ds_nodash }}"  # type: ignore[union-attr]
 
 
 def round_trip(trigger):
@@ -177,7 +178,7 @@ def round_trip(trigger):
     classpath, kwargs = trigger.serialize()
     stored = json.dumps(serialize(kwargs))  # only JSON goes into the trigger table
     module, _, name = classpath.rpartition(".")
-    rebuilt = getattr(importlib.import_module(module), name)(**deserialize(json.loads(stored)))
+    rebuilt = getattr(importlib.import_module(module), name)(**deserialize(json.loads(stored)))  # type: ignore[arg-type]
     assert rebuilt.serialize() == (classpath, kwargs)
     return stored
 
