@@ -1,7 +1,8 @@
 """sky_batch_backfill: a daily batch job, one cluster per run named from the logical date.
 
-``catchup=True`` over three days, so ``airflow dags backfill sky_batch_backfill -s 2026-01-01 -e 2026-01-03``
-(or the scheduler) runs one cluster ``batch-YYYYMMDD`` per day, each torn down by its own run.
+``catchup=True`` over three days: the scheduler, or
+``airflow backfill create --dag-id sky_batch_backfill --from-date 2026-01-01 --to-date 2026-01-03``,
+runs one cluster ``batch-YYYYMMDD`` per day, each torn down by its own run.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from airflow.sdk import DAG
 from airflow_provider_sky.operators import SkyExecOperator, SkyLaunchOperator, TeardownOperator
 from airflow_provider_sky.sensors import SshReadySensor
 
+# A run triggered by hand may have no logical date in Airflow 3: it then takes its run_after date.
+DAY = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
+DAY_NODASH = "{{ (dag_run.logical_date or dag_run.run_after) | ds_nodash }}"
+
 with DAG(
     dag_id="sky_batch_backfill",
     schedule="@daily",
@@ -23,7 +28,7 @@ with DAG(
     tags=["sky", "example"],
     doc_md=__doc__,
 ) as dag:
-    launch = SkyLaunchOperator(task_id="launch", cluster_name="batch-{{ ds_nodash }}", cloud="local", num_nodes=1)
+    launch = SkyLaunchOperator(task_id="launch", cluster_name=f"batch-{DAY_NODASH}", cloud="local", num_nodes=1)
     ready = SshReadySensor(task_id="ssh_ready", cluster=launch.output, poke_interval=0.5, timeout=120)
     batch = SkyExecOperator(
         task_id="batch",
@@ -32,7 +37,7 @@ with DAG(
             'echo "processing partition $PARTITION on $(hostname)"\n'
             "seq 1 1000 | awk '{s += $1} END {print \"checksum\", s}'"
         ),
-        envs={"PARTITION": "{{ ds }}"},
+        envs={"PARTITION": DAY},
     )
     down = TeardownOperator(task_id="teardown", cluster=launch.output)
     launch >> ready >> batch >> down

@@ -4,7 +4,7 @@ prepare data ─┐
 launch ─► ssh ready ─► sync data in ─► train (NumPy, sharded by SKYPILOT_NODE_RANK) ─► sync results out ─► report
    └──────────────────────────── teardown (a teardown task: runs even when training fails) ◄───────────────┘
 
-Results land in ``<repo>/results/<ts_nodash>/`` (override with ``SKY_DEMO_RESULTS``): each node's
+Results land in ``<repo>/results/<logical date, as YYYYMMDDTHHMMSS>/`` (override with ``SKY_DEMO_RESULTS``): each node's
 ``model.json`` and ``metrics.json`` under ``node-<rank>/``, and the report's ``summary.json``.
 """
 
@@ -21,7 +21,9 @@ from airflow_provider_sky.operators import SkyExecOperator, SkyLaunchOperator, S
 from airflow_provider_sky.sensors import SshReadySensor
 
 RESULTS = Path(os.environ.get("SKY_DEMO_RESULTS") or Path(__file__).resolve().parent.parent / "results")
-RUN_DIR = str(RESULTS / "{{ ts_nodash }}")
+# Manual runs in Airflow 3 may have no logical date (ts_nodash is then undefined): fall back to run_after.
+STAMP = "{{ (dag_run.logical_date or dag_run.run_after) | ts_nodash }}"
+RUN_DIR = str(RESULTS / STAMP)
 
 with DAG(
     dag_id="sky_train_local",
@@ -51,7 +53,7 @@ with DAG(
 
     dataset = prepare_data(RUN_DIR)
 
-    launch = SkyLaunchOperator(task_id="launch", cluster_name="sky-train-{{ ts_nodash }}", cloud="local", num_nodes=2)
+    launch = SkyLaunchOperator(task_id="launch", cluster_name=f"sky-train-{STAMP}", cloud="local", num_nodes=2)
     ready = SshReadySensor(task_id="ssh_ready", cluster=launch.output, poke_interval=0.5, timeout=120)
     sync_in = StorageSyncOperator(
         task_id="sync_data_in", source=dataset, destination="cluster:~/data", cluster=launch.output

@@ -227,7 +227,6 @@ class SkyExecOperator(BaseOperator):
                     workdir=request["workdir"],
                     file_mounts=request["file_mounts"],
                 )
-                self.log.info("Submitted job %s to cluster %r (%d node(s))", job_id, cluster.name, len(cluster.nodes))
             if self.deferrable:
                 cluster.close()
                 self._defer(handle, job_id, 0, self._deadline())

@@ -168,7 +168,7 @@ def test_example_dags_parse() -> None:
     train = bag.dags["sky_train_local"]
     assert train.get_task("teardown").is_teardown
     backfill = bag.dags["sky_batch_backfill"]
-    assert backfill.catchup and backfill.get_task("launch").cluster_name == "batch-{{ ds_nodash }}"  # type: ignore[union-attr]
+    assert backfill.catchup and "ds_nodash" in backfill.get_task("launch").cluster_name  # type: ignore[union-attr]
 
 
 def round_trip(trigger):
