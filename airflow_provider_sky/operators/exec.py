@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from airflow_provider_sky.hooks.sky import SkyHook
 
 
+#: Upper bound on the attempt numbers walked to find a free job id (each costs one status round trip).
+MAX_ATTEMPTS = 100
+
+
 class SkyJobFailed(AirflowException):
     """The job ended without success; the message carries its exit code and failing node."""
 
@@ -177,10 +181,6 @@ class SkyExecOperator(BaseOperator):
     def execute(self, context: Context) -> Any:
         from airflow.sdk.execution_time.context import NEVER_EXPIRE
 
-        from airflow_provider_sky.core.errors import JobNotFoundError
-        from airflow_provider_sky.core.jobs import JobState
-        from airflow_provider_sky.utils.ids import job_attempt, job_id_for
-
         request = self._job_request()
         hook = self._hook()
         cluster = self._cluster(hook)
@@ -188,33 +188,13 @@ class SkyExecOperator(BaseOperator):
         ti = context["ti"]
         store = state_store(context)
         record = store.get(STATE_JOB) if store is not None else None
-        attempt = 1
-        submit = True
-        job_id = None
-        if isinstance(record, dict) and record.get("cluster_name") == cluster.name and record.get("job_id"):
-            job_id = str(record["job_id"])
-            try:
-                prior = cluster.job_status(job_id)
-            except JobNotFoundError:
-                # Recorded but never started (the worker died in between): submitting the same id is safe.
-                self.log.info("Job %s was recorded but never started: submitting it now", job_id)
-            else:
-                if prior.state is JobState.RUNNING:
-                    self.log.info("Re-attaching to job %s, still running from an earlier try", job_id)
-                    submit = False
-                elif prior.state is JobState.SUCCEEDED:
-                    self.log.info("Job %s already succeeded in an earlier try", job_id)
-                    cluster.close()
-                    return self._result(context, prior.to_dict())
-                else:
-                    attempt = job_attempt(job_id) + 1
-                    self.log.info("Job %s ended %s in an earlier try: running it anew", job_id, prior.state.value)
-                    job_id = None
-        if job_id is None:
-            job_id = job_id_for(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, attempt)
-            if store is not None:
-                # Recorded before submitting, and the id is deterministic, so no try can start a twin.
-                store.set(STATE_JOB, {"cluster_name": cluster.name, "job_id": job_id}, retention=NEVER_EXPIRE)
+        job_id, submit, finished = self._choose_job(cluster, ti, record)
+        if finished is not None:
+            cluster.close()
+            return self._result(context, finished)
+        if store is not None and record != {"cluster_name": cluster.name, "job_id": job_id}:
+            # Recorded before submitting, and the id is deterministic, so no try can start a twin.
+            store.set(STATE_JOB, {"cluster_name": cluster.name, "job_id": job_id}, retention=NEVER_EXPIRE)
         ti.xcom_push(key=XCOM_JOB_ID, value=job_id)
         self._cancel_target = (handle, job_id)
         try:
@@ -247,6 +227,45 @@ class SkyExecOperator(BaseOperator):
         finally:
             cluster.close()
         return self._finish(context, cluster.name, status.to_dict())
+
+    def _choose_job(self, cluster: Cluster, ti: Any, record: Any) -> tuple[str, bool, dict[str, Any] | None]:
+        """Which job this try follows: ``(job_id, submit it?, status if it already succeeded)``.
+
+        The recorded job of an earlier try wins while it runs or once it succeeded. Otherwise the first
+        attempt number whose job does not exist on the cluster is used; walking the attempts (rather
+        than trusting the record alone) keeps a job from being silently skipped when the task state
+        was cleared (``[state_store] clear_on_success``) while the cluster kept the old jobs.
+        """
+        from airflow_provider_sky.core.errors import JobNotFoundError
+        from airflow_provider_sky.core.jobs import JobState
+        from airflow_provider_sky.utils.ids import job_attempt, job_id_for
+
+        attempt = 1
+        if isinstance(record, dict) and record.get("cluster_name") == cluster.name and record.get("job_id"):
+            recorded = str(record["job_id"])
+            try:
+                prior = cluster.job_status(recorded)
+            except JobNotFoundError:
+                self.log.info("Job %s was recorded but never started (the worker died in between)", recorded)
+                return recorded, True, None
+            if prior.state is JobState.RUNNING:
+                self.log.info("Re-attaching to job %s, still running from an earlier try", recorded)
+                return recorded, False, None
+            if prior.state is JobState.SUCCEEDED:
+                self.log.info("Job %s already succeeded in an earlier try: not running it again", recorded)
+                return recorded, False, prior.to_dict()
+            self.log.info("Job %s ended %s in an earlier try: running it anew", recorded, prior.state.value)
+            attempt = job_attempt(recorded) + 1
+        for candidate_attempt in range(attempt, attempt + MAX_ATTEMPTS):
+            candidate = job_id_for(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, candidate_attempt)
+            try:
+                found = cluster.job_status(candidate)
+            except JobNotFoundError:
+                return candidate, True, None
+            if found.state is JobState.RUNNING:
+                self.log.info("Re-attaching to job %s of this task, still running", candidate)
+                return candidate, False, None
+        raise AirflowException(f"job: {MAX_ATTEMPTS} earlier jobs of this task exist on {cluster.name!r}; tear it down")
 
     def _deadline(self) -> float | None:
         return None if self.job_timeout is None else time.time() + self.job_timeout

@@ -273,3 +273,47 @@ def test_task_spec_secrets_are_masked_in_the_streamed_log(run_dag, sky_home: Pat
     assert "(node 1) model tiny token *** rank 1" in text
     assert "s3cr3t-Value-42" not in text
     assert local_clusters(sky_home) == []
+
+
+def reopen(dr: Any) -> None:
+    """Put a finished DAG run back to running, as clearing it in the UI does (dag.test clears its tasks)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+
+    with create_session() as session:
+        session.get(DagRun, dr.id).state = DagRunState.RUNNING
+
+
+def test_a_rerun_after_the_task_state_was_cleared_runs_the_job_again(
+    run_dag, sky_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_sky.core.cluster import Cluster
+
+    # With clear_on_success the record of the first job is gone, but the live cluster still has the job.
+    monkeypatch.setenv("AIRFLOW__STATE_STORE__CLEAR_ON_SUCCESS", "True")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    with DAG("exec_rerun_cleared", schedule=None, start_date=START) as dag:
+        launch = SkyLaunchOperator(task_id="launch", cluster_name="kept-{{ ds_nodash }}")
+        SkyExecOperator(
+            task_id="work",
+            cluster=launch.output,
+            run='echo run >> "$MARKS/runs"',
+            envs={"MARKS": str(marks)},
+            poll_interval=0.2,
+        )
+    try:
+        first = run_dag(dag, logical_date=LOGICAL, run_after=LOGICAL)
+        first_job = first.xcom("work")["job_id"]
+        reopen(first.dr)
+        second = run_dag(dag, logical_date=LOGICAL, run_after=LOGICAL)  # the same run, cleared and run again
+    finally:
+        cluster = Cluster.get("kept-20260201", "local")
+        if cluster is not None:
+            cluster.down()
+
+    assert first.dr.run_id == second.dr.run_id
+    assert set(second.states.values()) == {"success"}, second.states
+    assert [first_job[-2:], second.xcom("work")["job_id"][-2:]] == ["-1", "-2"]
+    assert (marks / "runs").read_text() == "run\nrun\n"
