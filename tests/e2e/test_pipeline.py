@@ -35,7 +35,7 @@ def lifecycle_dag(dag_id: str, data: Path, out: Path, deferrable: bool) -> DAG:
             cluster=launch.output,
             setup="echo setting up",
             run=(
-                'for i in 1 2 3; do echo "line $i of rank $SKYPILOT_NODE_RANK"; sleep 0.2; done\n'
+                'for i in 1 2 3; do echo "line $i of rank $SKYPILOT_NODE_RANK"; sleep 0.5; done\n'
                 "mkdir -p ~/out && cat ~/data/in.txt > ~/out/rank-$SKYPILOT_NODE_RANK.txt && "
                 'echo "$GREETING $SKYPILOT_NODE_RANK/$SKYPILOT_NUM_NODES" >> ~/out/rank-$SKYPILOT_NODE_RANK.txt'
             ),
@@ -59,7 +59,7 @@ def lifecycle_dag(dag_id: str, data: Path, out: Path, deferrable: bool) -> DAG:
 
 
 @pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
-def test_lifecycle(deferrable: bool, run_dag, sky_home: Path, tmp_path: Path, capfd) -> None:
+def test_lifecycle(deferrable: bool, run_dag, sky_home: Path, tmp_path: Path, capfd, caplog) -> None:
     data = tmp_path / "data"
     data.mkdir()
     (data / "in.txt").write_text("payload\n")
@@ -80,5 +80,8 @@ def test_lifecycle(deferrable: bool, run_dag, sky_home: Path, tmp_path: Path, ca
     text = logs.out + logs.err
     for rank in (0, 1):
         assert f"(node {rank}) line 3 of rank {rank}" in text
+    triggers_run = (text + caplog.text).count("[DAG TEST] running trigger in line")
+    # Deferrable: the launch's SSH wait, then the job at least twice (log lines handed back, then the end).
+    assert triggers_run >= 3 if deferrable else triggers_run == 0, triggers_run
     assert local_clusters(sky_home) == []
     assert json.loads(json.dumps(handle)) == handle
