@@ -191,12 +191,13 @@ class SkyExecOperator(BaseOperator):
         job_id, submit, finished = self._choose_job(cluster, ti, record)
         if finished is not None:
             cluster.close()
-            return self._result(context, finished)
+            return finished
         if store is not None and record != {"cluster_name": cluster.name, "job_id": job_id}:
             # Recorded before submitting, and the id is deterministic, so no try can start a twin.
             store.set(STATE_JOB, {"cluster_name": cluster.name, "job_id": job_id}, retention=NEVER_EXPIRE)
         ti.xcom_push(key=XCOM_JOB_ID, value=job_id)
         self._cancel_target = (handle, job_id)
+        started = time.monotonic()
         try:
             if submit:
                 cluster.submit(
@@ -216,12 +217,10 @@ class SkyExecOperator(BaseOperator):
                 timeout=self.job_timeout,
                 poll_interval=self.poll_interval,
             )
-        except AirflowException:
-            raise
-        except Exception as exc:
-            from airflow_provider_sky.core.errors import SkyError
-
-            if isinstance(exc, SkyError) and "still running after" in str(exc):
+        except Exception:
+            # Past its timeout the job is ours to stop; on other errors (a lost connection, a dying
+            # worker) it keeps running so that a retry can re-attach to it.
+            if self.job_timeout is not None and time.monotonic() - started >= self.job_timeout:
                 self._cancel(handle, job_id)
             raise
         finally:
@@ -319,20 +318,16 @@ class SkyExecOperator(BaseOperator):
         state = job.get("state")
         if state == "SUCCEEDED":
             self.log.info("Job %s succeeded on every node of %r", job.get("job_id"), cluster_name)
-            return self._result(context, job)
+            return job
         nodes = job.get("nodes") or []
         failed = next((n for n in nodes if n.get("state") in ("FAILED", "CANCELLED")), None)
         where = f" on node {failed['rank']}" if failed else ""
         detail = f" ({failed['detail']})" if failed and failed.get("detail") else ""
         if state == "CANCELLED":
             raise SkyJobFailed(f"job {job.get('job_id')} on cluster {cluster_name!r} was cancelled{where}")
-        raise SkyJobFailed(
-            f"job {job.get('job_id')} on cluster {cluster_name!r} failed with exit code {job.get('exit_code')}"
-            f"{where}{detail}"
-        )
-
-    def _result(self, context: Context, job: dict[str, Any]) -> dict[str, Any]:
-        return job
+        code = job.get("exit_code")
+        how = f"with exit code {code}" if code is not None else "without an exit code"
+        raise SkyJobFailed(f"job {job.get('job_id')} on cluster {cluster_name!r} failed {how}{where}{detail}")
 
     def _cancel(self, handle: dict[str, Any], job_id: str) -> None:
         try:

@@ -317,3 +317,33 @@ def test_a_rerun_after_the_task_state_was_cleared_runs_the_job_again(
     assert set(second.states.values()) == {"success"}, second.states
     assert [first_job[-2:], second.xcom("work")["job_id"][-2:]] == ["-1", "-2"]
     assert (marks / "runs").read_text() == "run\nrun\n"
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
+def test_job_timeout_cancels_the_job(deferrable: bool, run_dag, sky_home: Path, capfd) -> None:
+    from airflow_provider_sky.core.cluster import Cluster
+
+    with DAG(f"job_timeout_{deferrable}", schedule=None, start_date=START) as dag:
+        launch = SkyLaunchOperator(task_id="launch", cluster_name="slow-{{ ds_nodash }}")
+        SkyExecOperator(
+            task_id="work",
+            cluster=launch.output,
+            run="echo started; sleep 60",
+            job_timeout=1.5,
+            deferrable=deferrable,
+            poll_interval=0.2,
+        )
+    try:
+        result = run_dag(dag, logical_date=LOGICAL)
+        cluster = Cluster.get("slow-20260201", "local")
+        assert cluster is not None
+        job_id = result.xcom("work", "sky_job_id")
+        assert cluster.job_status(job_id).state.value == "CANCELLED"
+        cluster.close()
+    finally:
+        leftover = Cluster.get("slow-20260201", "local")
+        if leftover is not None:
+            leftover.down()
+
+    assert result.states == {"launch": "success", "work": "failed"}, result.states
+    assert re.search(rf"{job_id}( on 'slow-20260201')? still running (after 1.5s|at its deadline)", output(capfd))
