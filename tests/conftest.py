@@ -7,7 +7,9 @@ never touch ``~/airflow`` nor a developer's metadata DB.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="sky-airflow-tests-"))
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
 (_AIRFLOW_HOME / "dags").mkdir()
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
