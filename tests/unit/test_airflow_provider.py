@@ -87,9 +87,13 @@ def test_static_mistakes_fail_when_the_dag_is_parsed() -> None:
     one_line_error(
         lambda: SkyLaunchOperator(task_id="a", cluster_name="c", cloud="azur"), "cloud: unknown cloud 'azur'"
     )
-    one_line_error(
-        lambda: SkyLaunchOperator(task_id="a", cluster_name="c", cloud="aws"), "cloud: cloud 'aws' is not supported yet"
-    )
+    from airflow_provider_sky.core.clouds import PLANNED
+
+    for planned in PLANNED:  # clouds of later issues, refused until they land
+        one_line_error(
+            lambda planned=planned: SkyLaunchOperator(task_id="a", cluster_name="c", cloud=planned),
+            f"cloud: cloud {planned!r} is not supported yet",
+        )
     one_line_error(lambda: SkyLaunchOperator(task_id="a", cluster_name="bad name"), "cluster_name: invalid value")
     one_line_error(lambda: SkyLaunchOperator(task_id="a", cluster_name="c", resources={"cpu": 2}), "resources")
     one_line_error(
