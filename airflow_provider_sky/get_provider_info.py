@@ -65,8 +65,9 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "cloud": {
                         "label": "Default cloud",
-                        "description": "Cloud used when an operator is given a cluster name only.",
-                        "schema": {"type": ["string", "null"], "enum": ["local", "ssh", None], "default": "local"},
+                        "description": "Cloud used when an operator is given a cluster name only "
+                        "(local, ssh, or a cloud added by a later release).",
+                        "schema": {"type": ["string", "null"], "default": "local"},
                     },
                     "hosts": {
                         "label": "SSH-pool hosts",
