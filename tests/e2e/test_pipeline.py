@@ -85,3 +85,26 @@ def test_lifecycle(deferrable: bool, run_dag, sky_home: Path, tmp_path: Path, ca
     assert triggers_run >= 3 if deferrable else triggers_run == 0, triggers_run
     assert local_clusters(sky_home) == []
     assert json.loads(json.dumps(handle)) == handle
+
+
+def test_mapped_exec_gives_each_map_index_its_own_job(run_dag, sky_home: Path) -> None:
+    with DAG("mapped_exec", schedule=None, start_date=dt.datetime(2026, 1, 1)) as dag:
+        launch = SkyLaunchOperator(task_id="launch", cluster_name="mapped-{{ ds_nodash }}")
+        work = SkyExecOperator.partial(task_id="work", cluster=launch.output, poll_interval=0.2).expand(
+            run=["echo shard 0", "echo shard 1", "echo shard 2"]
+        )
+        down = TeardownOperator(task_id="down", cluster=launch.output)
+        launch >> work >> down
+        down.as_teardown(setups=launch)
+
+    result = run_dag(dag, logical_date=LOGICAL)
+
+    assert result.state == "success", result.states
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter_by(run_id=result.dr.run_id, task_id="work", key="sky_job_id").all()
+        job_ids = {row.map_index: XComModel.deserialize_value(row) for row in rows}
+    assert sorted(job_ids) == [0, 1, 2] and len(set(job_ids.values())) == 3
+    assert local_clusters(sky_home) == []
