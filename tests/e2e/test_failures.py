@@ -282,7 +282,9 @@ def reopen(dr: Any) -> None:
     from airflow.utils.state import DagRunState
 
     with create_session() as session:
-        session.get(DagRun, dr.id).state = DagRunState.RUNNING
+        run = session.get(DagRun, dr.id)
+        assert run is not None
+        run.state = DagRunState.RUNNING
 
 
 def test_a_rerun_after_the_task_state_was_cleared_runs_the_job_again(
