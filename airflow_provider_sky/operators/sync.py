@@ -202,8 +202,8 @@ class StorageSyncOperator(BaseOperator):
                 if rel and rel not in wanted and not _matches(rel, self.exclude):
                     (target / rel).unlink()
                     deleted += 1
-        stats.update(files_skipped=skipped, files_deleted=deleted)
-        stats["files_sent"] = min(stats["files_sent"], copied) if copied else stats["files_sent"]
+        # bytes_sent stays the network figure; the file counts describe the destination.
+        stats.update(files_sent=copied, files_skipped=skipped, files_deleted=deleted)
         return stats
 
 

@@ -27,6 +27,7 @@ def test_storage_sync_forms(run_dag, sky_home: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "stale.csv").write_text("old")
+    out_csv = tmp_path / "out-csv"
 
     with DAG("storage_sync", schedule=None, start_date=START) as dag:
         launch = SkyLaunchOperator(task_id="launch", cluster_name="sync-{{ ds_nodash }}", num_nodes=2)
@@ -56,8 +57,15 @@ def test_storage_sync_forms(run_dag, sky_home: Path, tmp_path: Path) -> None:
             delete=True,
             exclude=["sub"],
         )
+        back_csv = StorageSyncOperator(
+            task_id="back_csv",
+            source="cluster[1]:~/only1",
+            destination=str(out_csv),
+            cluster=launch.output,
+            include="*.csv",
+        )
         down = TeardownOperator(task_id="down", cluster=launch.output)
-        launch >> first >> again >> one >> check >> back >> down
+        launch >> first >> again >> one >> check >> back >> back_csv >> down
         down.as_teardown(setups=launch)
 
     result = run_dag(dag, logical_date=LOGICAL)
@@ -69,6 +77,9 @@ def test_storage_sync_forms(run_dag, sky_home: Path, tmp_path: Path) -> None:
     assert result.xcom("one")["files_sent"] == 3
     assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["a.csv", "b.txt"]
     assert result.xcom("back")["files_deleted"] == 1
+    # include filters downloads too (b.txt stays on the node).
+    assert sorted(str(p.relative_to(out_csv)) for p in out_csv.rglob("*") if p.is_file()) == ["a.csv", "sub/c.csv"]
+    assert result.xcom("back_csv")["files_sent"] == 2
     assert local_clusters(sky_home) == []
 
 
