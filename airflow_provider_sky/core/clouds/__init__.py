@@ -17,8 +17,9 @@ __all__ = ["CLOUDS", "Cloud", "ClusterRecord", "ClusterStatus", "SshCredentials"
 CLOUDS = {
     "local": "airflow_provider_sky.core.clouds.local:LocalCloud",
     "ssh": "airflow_provider_sky.core.clouds.ssh_pool:SshPoolCloud",
+    "aws": "airflow_provider_sky.core.clouds.aws:AwsCloud",
 }
-PLANNED = ("aws", "gcp", "kubernetes")
+PLANNED = ("gcp", "kubernetes")
 ALIASES = {"k8s": "kubernetes"}
 
 
