@@ -162,3 +162,45 @@ class SkyHook(BaseHook):
             return True, f"cloud {creds.cloud!r}: credentials are usable"
         except Exception as exc:
             return False, str(exc)
+
+
+#: Bytes of log read per node per poll: bounds one poll's memory and one trigger event's size.
+LOG_READ_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class JobPoll:
+    """One poll of a job: its status, new node-prefixed log bytes, the next offsets, and whether the
+    read stopped at ``LOG_READ_BYTES`` (so more finished output is waiting)."""
+
+    status: Any
+    data: bytes
+    offset: list[int]
+    more: bool
+
+    @property
+    def done(self) -> bool:
+        """Finished and every byte of its log read."""
+        return bool(self.status.state.finished) and not self.more
+
+
+def poll_job(cluster: Cluster, job_id: str, offset: list[int] | int, read_bytes: int = LOG_READ_BYTES) -> JobPoll:
+    """Status plus new log output since ``offset``; blocking (triggers call it in a thread).
+
+    The status is read first, so output read after seeing "finished" is complete. Reads return
+    whole lines only; once the job has finished and no whole line is left, one flushing read
+    returns the last unterminated line. A flushing read earlier would cut a line at the read
+    limit. ``more`` tells callers that a finished job still has output to read, so they read on
+    instead of dropping the tail of the log.
+    """
+    status = cluster.job_status(job_id)
+    starts = [int(offset)] * len(cluster.nodes) if isinstance(offset, int) else [int(o) for o in offset]
+    chunk = cluster.tail_logs(job_id, starts, max_bytes=read_bytes)
+    if not status.state.finished:
+        return JobPoll(status, chunk.data, list(chunk.offset), more=False)
+    if chunk.offset != starts:
+        return JobPoll(status, chunk.data, list(chunk.offset), more=True)
+    last = cluster.tail_logs(job_id, starts, max_bytes=read_bytes, flush=True)
+    # A flushing read consumes all it reads, so a node that advanced by read_bytes may have more.
+    more = any(new - old >= read_bytes for old, new in zip(starts, last.offset, strict=True))
+    return JobPoll(status, last.data, list(last.offset), more)

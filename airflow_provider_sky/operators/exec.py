@@ -64,6 +64,8 @@ class SkyExecOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("cluster", "run", "setup", "envs", "workdir", "task")
+    #: Log bytes read per node per poll (see :data:`airflow_provider_sky.hooks.sky.LOG_READ_BYTES`).
+    log_read_bytes: int = 1 << 20
     template_fields_renderers = {"run": "bash", "setup": "bash", "envs": "json", "task": "yaml"}
     ui_color = "#d9f2d9"
 
@@ -211,12 +213,7 @@ class SkyExecOperator(BaseOperator):
             if self.deferrable:
                 cluster.close()
                 self._defer(handle, job_id, 0, self._deadline())
-            status = cluster.wait_job(
-                job_id,
-                on_line=self._log_line,
-                timeout=self.job_timeout,
-                poll_interval=self.poll_interval,
-            )
+            status = self._follow(cluster, job_id, started)
         except Exception:
             # Past its timeout the job is ours to stop; on other errors (a lost connection, a dying
             # worker) it keeps running so that a retry can re-attach to it.
@@ -266,6 +263,29 @@ class SkyExecOperator(BaseOperator):
                 return candidate, False, None
         raise AirflowException(f"job: {MAX_ATTEMPTS} earlier jobs of this task exist on {cluster.name!r}; tear it down")
 
+    def _follow(self, cluster: Cluster, job_id: str, started: float) -> Any:
+        """Log the job's lines until it ends (the blocking path); returns its final status."""
+        from airflow_provider_sky.core.errors import SkyError
+        from airflow_provider_sky.hooks.sky import poll_job
+
+        offset: list[int] | int = 0
+        while True:
+            poll = poll_job(cluster, job_id, offset, self.log_read_bytes)
+            offset = poll.offset
+            for line in poll.data.decode("utf-8", "replace").splitlines():
+                self._log_line(line)
+            status = poll.status
+            if status.state.value == "FAILED" and not all(n.state.finished for n in status.nodes):
+                # One node failed: the others cannot make the job succeed any more.
+                cluster.cancel(job_id)
+            if poll.done:
+                return status
+            if poll.more:
+                continue
+            if self.job_timeout is not None and time.monotonic() - started >= self.job_timeout:
+                raise SkyError(f"job {job_id} on {cluster.name!r} still running after {self.job_timeout:g}s")
+            time.sleep(self.poll_interval)
+
     def _deadline(self) -> float | None:
         return None if self.job_timeout is None else time.time() + self.job_timeout
 
@@ -281,6 +301,7 @@ class SkyExecOperator(BaseOperator):
                 poll_interval=self.poll_interval,
                 log_interval=self.log_interval,
                 deadline=deadline,
+                read_bytes=self.log_read_bytes,
             ),
             method_name="execute_complete",
             kwargs={"handle": handle, "job_id": job_id, "deadline": deadline},
@@ -320,12 +341,15 @@ class SkyExecOperator(BaseOperator):
             self.log.info("Job %s succeeded on every node of %r", job.get("job_id"), cluster_name)
             return job
         nodes = job.get("nodes") or []
-        failed = next((n for n in nodes if n.get("state") in ("FAILED", "CANCELLED")), None)
+        # A node that failed explains the job better than the nodes cancelled because of it.
+        failed = next((n for n in nodes if n.get("state") == "FAILED"), None) or next(
+            (n for n in nodes if n.get("state") == "CANCELLED"), None
+        )
         where = f" on node {failed['rank']}" if failed else ""
         detail = f" ({failed['detail']})" if failed and failed.get("detail") else ""
-        if state == "CANCELLED":
+        if state == "CANCELLED" and (failed is None or failed.get("state") == "CANCELLED"):
             raise SkyJobFailed(f"job {job.get('job_id')} on cluster {cluster_name!r} was cancelled{where}")
-        code = job.get("exit_code")
+        code = failed.get("exit_code") if failed else job.get("exit_code")
         how = f"with exit code {code}" if code is not None else "without an exit code"
         raise SkyJobFailed(f"job {job.get('job_id')} on cluster {cluster_name!r} failed {how}{where}{detail}")
 

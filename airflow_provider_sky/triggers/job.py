@@ -9,9 +9,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_sky.hooks.sky import DEFAULT_CONN_ID
+from airflow_provider_sky.hooks.sky import DEFAULT_CONN_ID, LOG_READ_BYTES, poll_job
 
-#: Hand logs back once this much is pending even if log_interval has not passed.
+#: Hand logs back once this much is pending even if log_interval has not passed (it travels in the event).
 MAX_PENDING_BYTES = 256 * 1024
 
 
@@ -31,6 +31,7 @@ class SkyJobTrigger(BaseTrigger):
     :param poll_interval: seconds between polls.
     :param log_interval: longest time log lines wait before being handed back to the task.
     :param deadline: UNIX time after which to stop waiting (None: never).
+    :param read_bytes: log bytes read per node per poll.
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class SkyJobTrigger(BaseTrigger):
         poll_interval: float = 1.0,
         log_interval: float = 30.0,
         deadline: float | None = None,
+        read_bytes: int = LOG_READ_BYTES,
     ) -> None:
         super().__init__()
         self.handle = handle
@@ -51,6 +53,7 @@ class SkyJobTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.log_interval = log_interval
         self.deadline = deadline
+        self.read_bytes = read_bytes
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -63,6 +66,7 @@ class SkyJobTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "log_interval": self.log_interval,
                 "deadline": self.deadline,
+                "read_bytes": self.read_bytes,
             },
         )
 
@@ -70,12 +74,6 @@ class SkyJobTrigger(BaseTrigger):
         from airflow_provider_sky.hooks.sky import SkyHook
 
         return SkyHook(self.sky_conn_id).from_handle(self.handle)
-
-    @staticmethod
-    def _poll(cluster: Any, job_id: str, offset: list[int] | int) -> tuple[Any, Any]:
-        status = cluster.job_status(job_id)
-        # flush only once finished: before that the last line may still be half written
-        return status, cluster.tail_logs(job_id, offset, flush=status.state.finished)
 
     def _event(self, payload: dict[str, Any]) -> TriggerEvent:
         # Every event carries what the task needs to resume (and to defer again): some runners
@@ -90,14 +88,16 @@ class SkyJobTrigger(BaseTrigger):
         try:
             cluster = await asyncio.to_thread(self._connect)
             while True:
-                status, chunk = await asyncio.to_thread(self._poll, cluster, self.job_id, offset)
-                offset = chunk.offset
-                if chunk.data:
-                    pending += chunk.data
+                poll = await asyncio.to_thread(poll_job, cluster, self.job_id, offset, self.read_bytes)
+                status, offset = poll.status, poll.offset
+                if poll.data:
+                    pending += poll.data
                     pending_since = pending_since or time.monotonic()
-                if status.state.finished:
-                    if status.state.value == "FAILED" and not all(n.state.finished for n in status.nodes):
-                        await asyncio.to_thread(cluster.cancel, self.job_id)
+                if status.state.value == "FAILED" and not all(n.state.finished for n in status.nodes):
+                    await asyncio.to_thread(cluster.cancel, self.job_id)
+                if poll.more and len(pending) < MAX_PENDING_BYTES:
+                    continue  # finished, but output is still unread: read on without waiting
+                if poll.done:
                     yield self._event(
                         {
                             "status": "finished",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,29 @@ def test_mapped_exec_gives_each_map_index_its_own_job(run_dag, sky_home: Path) -
         job_ids = {row.map_index: XComModel.deserialize_value(row) for row in rows}
     assert sorted(job_ids) == [0, 1, 2] and len(set(job_ids.values())) == 3
     assert local_clusters(sky_home) == []
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["blocking", "deferrable"])
+def test_every_line_of_a_large_log_reaches_the_task_log(deferrable: bool, run_dag, sky_home: Path, capfd) -> None:
+    with DAG(f"large_log_{deferrable}", schedule=None, start_date=dt.datetime(2026, 1, 1)) as dag:
+        launch = SkyLaunchOperator(task_id="launch", cluster_name="chatty-{{ ds_nodash }}")
+        work = SkyExecOperator(
+            task_id="work",
+            cluster=launch.output,
+            # Far more output than one read takes, all written before the first poll sees the job end.
+            run="seq 1 3000 | sed 's/^/row /'; printf 'last line without newline'",
+            deferrable=deferrable,
+            poll_interval=0.2,
+        )
+        work.log_read_bytes = 2048
+        down = TeardownOperator(task_id="down", cluster=launch.output)
+        launch >> work >> down
+        down.as_teardown(setups=launch)
+
+    result = run_dag(dag, logical_date=LOGICAL)
+
+    assert set(result.states.values()) == {"success"}, result.states
+    text = capfd.readouterr().out
+    rows = re.findall(r"\(node 0\) row (\d+) ", text)
+    assert [int(r) for r in rows] == list(range(1, 3001))
+    assert "(node 0) last line without newline" in text
