@@ -336,6 +336,58 @@ class InstanceHosts:
             self._thread.join(30)
 
 
+class TcpForwarder:
+    """Forward ``listen_ip:port`` to ``127.0.0.1:target_port``: how namespace hosts reach the loopback emulator.
+
+    Listens only on the test bed's own bridge address.
+    """
+
+    def __init__(self, listen_ip: str, target_port: int) -> None:
+        self.target_port = target_port
+        self._server = socket.create_server((listen_ip, 0))
+        self.address = f"{listen_ip}:{self._server.getsockname()[1]}"
+        self._stop = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, name="tcp-forwarder", daemon=True)
+
+    def start(self) -> TcpForwarder:
+        self._thread.start()
+        return self
+
+    def _accept(self) -> None:
+        self._server.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                client, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._server.close()
+        self._thread.join(5)
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
 @contextlib.contextmanager
 def ignore_errors() -> Any:
     try:

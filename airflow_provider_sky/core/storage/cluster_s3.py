@@ -283,6 +283,7 @@ def via_nodes(
     aws_command: str,
     seconds: int,
     endpoint_url: str | None,
+    node_endpoint_url: str | None,
 ) -> SyncStats:
     """Each node runs ``aws s3 sync`` (``cp`` for one object); credentials travel on the command's stdin."""
     key_id, secret, token = short_lived_credentials(s3.session, endpoint_url, seconds)
@@ -290,7 +291,7 @@ def via_nodes(
         for value in (secret, token):
             on_secret(value)
     region = getattr(s3.session, "region_name", None) or "us-east-1"
-    endpoint = ["--endpoint-url", endpoint_url] if endpoint_url else []
+    endpoint = ["--endpoint-url", node_endpoint_url] if node_endpoint_url else []
     if isinstance(src, S3Location):
         assert isinstance(dst, ClusterLocation)
         ranks = _ranks(cluster, dst, nodes)

@@ -300,6 +300,7 @@ def sync(
     nodes: Sequence[int] | None = None,
     on_secret: Callable[[str], None] | None = None,
     node_aws_command: str = "aws",
+    node_endpoint_url: str | None = None,
     credential_seconds: int = 3600,
 ) -> SyncStats:
     """Make ``destination`` hold what ``source`` holds, copying only what differs.
@@ -322,6 +323,7 @@ def sync(
     :param nodes: destination node ranks (default: every node; ``cluster[R]:`` picks one).
     :param on_secret: called with each secret handed to nodes (``nodes`` mode), e.g. to mask it in logs.
     :param node_aws_command: the AWS CLI command on the nodes (``nodes`` mode).
+    :param node_endpoint_url: the S3 endpoint as the nodes reach it (``nodes`` mode; default ``endpoint_url``).
     :param credential_seconds: lifetime of the credentials minted for the nodes.
     :returns: what was copied, skipped and deleted.
     """
@@ -381,7 +383,8 @@ def sync(
         if cluster_mode == "nodes":
             assert not isinstance(src, LocalLocation) and not isinstance(dst, LocalLocation)
             stats = cluster_s3.via_nodes(
-                client, cluster, src, dst, opts, nodes, on_secret, node_aws_command, credential_seconds, endpoint_url
+                client, cluster, src, dst, opts, nodes, on_secret, node_aws_command, credential_seconds, endpoint_url,
+                node_endpoint_url or endpoint_url,
             )
         elif isinstance(src, S3Location) and isinstance(dst, ClusterLocation):
             stats = cluster_s3.s3_to_cluster(client, cluster, src, dst, opts, nodes)
