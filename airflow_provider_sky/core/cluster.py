@@ -378,8 +378,10 @@ class Cluster:
     ) -> LogChunk:
         """New output of a job since ``offset`` (0, or the offset of the previous chunk).
 
-        Lines come prefixed with ``(node R)``. Only complete lines are returned unless
-        ``flush`` is set (use it once the job has finished, to get a last unterminated line).
+        Lines come prefixed with ``(node R)``. Only complete lines are returned, except that
+        ``flush`` (use it once the job has finished) also returns a last unterminated line when
+        the read reached the end of the log, and a single line longer than ``max_bytes`` is
+        returned in pieces rather than blocking the reader.
         """
         count = len(self.nodes)
         offsets = [int(offset)] * count if isinstance(offset, int) else [int(o) for o in offset]
@@ -399,7 +401,9 @@ class Cluster:
         out = bytearray()
         next_offsets = []
         for rank, (start, chunk) in enumerate(zip(offsets, chunks, strict=True)):
-            usable = chunk if flush else chunk[: chunk.rfind(b"\n") + 1]
+            at_end = len(chunk) < max_bytes
+            cut = chunk.rfind(b"\n") + 1
+            usable = chunk if (flush and at_end) or (cut == 0 and not at_end) else chunk[:cut]
             for line in usable.splitlines():
                 out += f"(node {rank}) ".encode() + line + b"\n"
             next_offsets.append(start + len(usable))
@@ -428,11 +432,16 @@ class Cluster:
         offset: list[int] | int = 0
         while True:
             status = self.job_status(job_id)
-            chunk = self.tail_logs(job_id, offset, flush=status.state.finished)
-            offset = chunk.offset
-            if on_line is not None:
-                for line in chunk.lines:
-                    on_line(line)
+            # Once finished, read until the logs stop growing: one read is capped at a chunk size.
+            while True:
+                chunk = self.tail_logs(job_id, offset, flush=status.state.finished)
+                if on_line is not None:
+                    for line in chunk.lines:
+                        on_line(line)
+                advanced = chunk.offset != ([offset] * len(self.nodes) if isinstance(offset, int) else offset)
+                offset = chunk.offset
+                if not (status.state.finished and advanced):
+                    break
             if (
                 status.state is jobs.JobState.FAILED
                 and cancel_on_failure

@@ -59,9 +59,10 @@ class JobStatus:
 
     @property
     def failed_rank(self) -> int | None:
-        for node in self.nodes:
-            if node.state in (JobState.FAILED, JobState.CANCELLED):
-                return node.rank
+        for state in (JobState.FAILED, JobState.CANCELLED):
+            for node in self.nodes:
+                if node.state is state:
+                    return node.rank
         return None
 
     def to_dict(self) -> dict[str, object]:
@@ -179,12 +180,14 @@ def parse_status_line(rank: int, line: str) -> NodeJobStatus:
 
 
 def combine(job_id: str, nodes: list[NodeJobStatus]) -> JobStatus:
-    for node in nodes:
-        if node.state is JobState.CANCELLED:
-            return JobStatus(job_id, JobState.CANCELLED, None, nodes)
+    """One state for the job. A node's failure wins over cancellation, since nodes are cancelled
+    *because* one failed, and the failing node's exit code is what the user needs to see."""
     for node in nodes:
         if node.state is JobState.FAILED:
             return JobStatus(job_id, JobState.FAILED, node.exit_code, nodes)
+    for node in nodes:
+        if node.state is JobState.CANCELLED:
+            return JobStatus(job_id, JobState.CANCELLED, None, nodes)
     if all(node.state is JobState.SUCCEEDED for node in nodes):
         return JobStatus(job_id, JobState.SUCCEEDED, 0, nodes)
     return JobStatus(job_id, JobState.RUNNING, None, nodes)

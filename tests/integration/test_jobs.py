@@ -175,3 +175,28 @@ def test_a_required_env_left_null_is_a_config_error(cluster: Cluster) -> None:
     lines: list[str] = []
     assert cluster.wait_job(job, on_line=lines.append, timeout=30).state is JobState.SUCCEEDED
     assert set(lines) == {f"(node {r}) t-1" for r in range(3)}
+
+
+def test_long_output_is_read_whole_in_chunks(cluster: Cluster) -> None:
+    """More output than one read returns, and a line longer than a read: nothing lost or split."""
+    job = cluster.submit(
+        run="python3 -c \"import sys; [print(f'line-{i:05d}') for i in range(3000)]; "
+        "print('x' * 5000); sys.stdout.write('tail-no-newline')\""
+    )
+    assert cluster.wait_job(job, timeout=60).state is JobState.SUCCEEDED
+    lines: list[str] = []
+    offset: list[int] | int = 0
+    while True:
+        chunk = cluster.tail_logs(job, offset, max_bytes=4096, flush=True)
+        if chunk.offset == offset or (offset == 0 and not chunk.data):
+            break
+        lines.extend(chunk.lines)
+        offset = chunk.offset
+    node0 = "".join(line.removeprefix("(node 0) ") + "\n" for line in lines if line.startswith("(node 0) "))
+    numbered = [f"line-{i:05d}" for i in range(3000)]
+    assert node0.splitlines()[:3000] == numbered  # no line lost or cut at a chunk boundary
+    # The 5000-byte line is longer than one 4096-byte read, so it arrives in pieces, in order.
+    assert node0.replace("\n", "") == "".join(numbered) + "x" * 5000 + "tail-no-newline"
+    followed: list[str] = []
+    cluster.wait_job(job, on_line=followed.append, timeout=30)
+    assert followed[-3:] == ["(node 2) line-02999", "(node 2) " + "x" * 5000, "(node 2) tail-no-newline"]

@@ -80,6 +80,12 @@ def test_status_lines() -> None:
     combined = jobs.combine("j", nodes)
     assert (combined.state, combined.exit_code, combined.failed_rank) == (jobs.JobState.FAILED, 9, 1)
     assert jobs.combine("j", [jobs.NodeJobStatus(0, jobs.JobState.RUNNING)]).state is jobs.JobState.RUNNING
+    # Nodes cancelled because another failed: the failure and its exit code are what is reported.
+    mixed = [jobs.NodeJobStatus(0, jobs.JobState.CANCELLED), jobs.NodeJobStatus(1, jobs.JobState.FAILED, 42)]
+    assert (jobs.combine("j", mixed).state, jobs.combine("j", mixed).exit_code) == (jobs.JobState.FAILED, 42)
+    assert jobs.combine("j", mixed).failed_rank == 1
+    cancelled = [jobs.NodeJobStatus(0, jobs.JobState.CANCELLED), jobs.NodeJobStatus(1, jobs.JobState.SUCCEEDED, 0)]
+    assert jobs.combine("j", cancelled).state is jobs.JobState.CANCELLED
     assert json.dumps(combined.to_dict())
 
 
