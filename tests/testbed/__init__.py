@@ -153,6 +153,11 @@ def netns_unavailable_reason() -> str | None:
         find_sshd()
     except Exception as exc:
         return str(exc)
+    probe = f"skyprobe-{os.getpid()}-{secrets.token_hex(2)}"
+    made = _run("ip", "netns", "add", probe, check=False)
+    if made.returncode != 0:
+        return f"cannot create network namespaces here: {made.stderr.strip()}"
+    _run("ip", "netns", "del", probe, check=False)
     return None
 
 

@@ -258,7 +258,7 @@ class AwsCloud(Cloud):
         self.launch_timeout = float(launch_timeout)
         self.poll_interval = float(poll_interval)
         self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._all_regions: list[str] | None = None
         self._public_key: str | None = None
 
@@ -279,16 +279,16 @@ class AwsCloud(Cloud):
 
     def ec2(self, region: str) -> Any:
         """A (cached, thread-safe) EC2 client for ``region``."""
+        # Creating clients from one boto3 session is not thread-safe (lookups run in threads): one at a time.
         with self._lock:
             client = self._clients.get(region)
-        if client is None:
-            from botocore.config import Config
+            if client is None:
+                from botocore.config import Config
 
-            config = Config(retries={"total_max_attempts": self.api_max_attempts, "mode": "standard"})
-            client = self.session.client("ec2", region_name=region, endpoint_url=self.endpoint_url, config=config)
-            with self._lock:
-                client = self._clients.setdefault(region, client)
-        return client
+                config = Config(retries={"total_max_attempts": self.api_max_attempts, "mode": "standard"})
+                client = self.session.client("ec2", region_name=region, endpoint_url=self.endpoint_url, config=config)
+                self._clients[region] = client
+            return client
 
     def _call(self, what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
         """One EC2 call; credential errors become one clear message instead of a botocore traceback."""
@@ -861,6 +861,7 @@ class AwsCloud(Cloud):
                     internal_ip=inst.get("PrivateIpAddress"),
                 )
             )
+        self.cluster_region = region  # later calls on this cloud (pinning host keys, teardown) look there first
         launched = min(inst.get("LaunchTime") or datetime.now(UTC) for inst in ordered)
         zones = sorted({inst.get("Placement", {}).get("AvailabilityZone", "") for inst in ordered} - {""})
         return ClusterHandle(
