@@ -282,3 +282,28 @@ def test_an_incomplete_cluster_from_an_earlier_try_is_cleaned_up(aws: AwsBed, ss
     }
     assert again.status() is ClusterStatus.UP
     again.down()
+
+
+def test_public_ips_default_vpc_and_spot_cannot_stop(aws: AwsBed, ssh_key: str) -> None:
+    # The default VPC's addresses are the emulator's fake ones: checked in the handle, never connected to.
+    cluster = launch(aws, ssh_key, name="pub", use_internal_ips=False, subnet_ids=None, regions=["us-east-1"],
+                     resources=resources(aws, use_spot=True))
+    try:
+        ranked = sorted(instances_any(aws, "pub"), key=lambda i: tags_of(i)["sky-node-rank"])
+        for node, inst in zip(cluster.nodes, ranked, strict=True):
+            assert node.ip == inst["PublicIpAddress"] and node.internal_ip == inst["PrivateIpAddress"]
+            assert inst["InstanceLifecycle"] == "spot"
+        rebuilt = Cluster.from_handle(cluster.handle.to_dict(), ssh_private_key=ssh_key, boto3_session=aws.session)
+        assert rebuilt.handle.cloud_settings["use_internal_ips"] is False and rebuilt.status() is ClusterStatus.UP
+        with pytest.raises(SkyConfigError, match="spot instance"):
+            rebuilt.stop()
+    finally:
+        cluster.down()
+
+
+def instances_any(bed: AwsBed, name: str) -> list[dict[str, Any]]:
+    reply = bed.ec2().describe_instances(Filters=[
+        {"Name": f"tag:{TAG_CLUSTER}", "Values": [name]},
+        {"Name": "instance-state-name", "Values": ["running"]},
+    ])
+    return [i for r in reply["Reservations"] for i in r["Instances"]]
