@@ -902,11 +902,16 @@ class AwsCloud(Cloud):
         key = " ".join((node.host_key or "").split()[:2])
         if not key or len(key) > _TAG_VALUE_MAX:
             return  # RSA host keys do not fit in a tag; they stay pinned in the handle only
-        region = self.cluster_region
-        if region is None:
-            region, _ = self._cluster_instances(cluster_name)
-        if region is not None:
-            self._tag(region, [node.node_id], {TAG_HOST_KEY: key})
+        # Called while the SSH connection is being made: a failing tag write must not fail the connection,
+        # the key stays pinned in the handle either way.
+        try:
+            region = self.cluster_region
+            if region is None:
+                region, _ = self._cluster_instances(cluster_name)
+            if region is not None:
+                self._tag(region, [node.node_id], {TAG_HOST_KEY: key})
+        except Exception as exc:
+            log.warning("aws: could not keep the host key of %s in its tags: %s", node.node_id, exc)
 
     def status(self, name: str) -> ClusterStatus | None:
         _, instances = self._cluster_instances(check_cluster_name(name))
