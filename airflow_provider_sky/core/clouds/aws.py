@@ -458,9 +458,9 @@ class AwsCloud(Cloud):
     ) -> ClusterHandle | None:
         region = candidate.region
         label = f"{candidate.instance_type}{' (spot)' if candidate.use_spot else ''}"
-        places = self._attempts(candidate)
+        places, why_none = self._attempts(candidate)
         if not places:
-            attempts.append((region, f"{label}: none of the plan's zones {', '.join(candidate.zones)} exists here"))
+            attempts.append((region, f"{label}: {why_none}"))
             return None
         image_id = self._image(candidate, resources)
         root_device = self._check_image(region, image_id)
@@ -490,8 +490,10 @@ class AwsCloud(Cloud):
             return self._handle(name, region, ready, resources, price=price)
         return None
 
-    def _attempts(self, candidate: Candidate) -> list[_Attempt]:
-        """Where to try a candidate: its subnets (in plan zone order), else its zones by name."""
+    def _attempts(self, candidate: Candidate) -> tuple[list[_Attempt], str]:
+        """Where to try a candidate: its subnets (in plan zone order), else its zones by name; and why none."""
+        from botocore.exceptions import ClientError
+
         region = candidate.region
         reply = self._call("DescribeAvailabilityZones", self.ec2(region).describe_availability_zones)
         by_id = {z["ZoneId"]: z["ZoneName"] for z in reply["AvailabilityZones"] if z.get("ZoneId")}
@@ -503,17 +505,25 @@ class AwsCloud(Cloud):
                 order.append(name)
         subnets = self._subnets_for(region, names)
         if subnets:
-            described = self._call(
-                "DescribeSubnets", self.ec2(region).describe_subnets, SubnetIds=[s for s, _ in subnets]
-            )["Subnets"]
+            try:
+                described = self._call(
+                    "DescribeSubnets", self.ec2(region).describe_subnets, SubnetIds=[s for s, _ in subnets]
+                )["Subnets"]
+            except ClientError as exc:
+                # One subnet id given for every region only exists in its own region.
+                if isinstance(self.subnet_ids, str) and error_code(exc) == "InvalidSubnetID.NotFound":
+                    return [], f"subnet {self.subnet_ids} is not in this region"
+                raise AwsApiError(f"aws: DescribeSubnets in {region}: {_error_message(exc)}") from None
             zone_of = {s["SubnetId"]: s["AvailabilityZone"] for s in described}
             rank = {zone: i for i, zone in enumerate(order)}
             chosen = [s for s, _ in subnets if not order or zone_of[s] in rank]
             chosen.sort(key=lambda s: rank.get(zone_of[s], len(rank)))
-            return [_Attempt(region, zone_of[s], s) for s in chosen]
+            why = f"no configured subnet is in one of the plan's zones ({', '.join(order)})"
+            return [_Attempt(region, zone_of[s], s) for s in chosen], why
         if not candidate.zones:
-            return [_Attempt(region, None, None)]
-        return [_Attempt(region, zone, None) for zone in order]
+            return [_Attempt(region, None, None)], ""
+        why = f"none of the plan's zones {', '.join(candidate.zones)} exists in this account"
+        return [_Attempt(region, zone, None) for zone in order], why
 
     def _subnets_for(self, region: str, zone_names: set[str]) -> list[tuple[str, str]]:
         """(subnet id, key it was configured under) for ``region``: by region key, or by its zones' names."""

@@ -307,3 +307,15 @@ def instances_any(bed: AwsBed, name: str) -> list[dict[str, Any]]:
         {"Name": "instance-state-name", "Values": ["running"]},
     ])
     return [i for r in reply["Reservations"] for i in r["Instances"]]
+
+
+def test_one_subnet_id_limits_the_launch_to_its_region(aws: AwsBed, ssh_key: str) -> None:
+    cluster = launch(aws, ssh_key, name="onesub", num_nodes=1, subnet_ids=aws.subnets["us-west-2a"])
+    try:
+        assert (cluster.handle.region, cluster.handle.zone) == ("us-west-2", "us-west-2a")
+    finally:
+        cluster.down()
+    calls = _fail_runs(aws, lambda params, n: True)
+    with pytest.raises(LaunchFailedError) as caught:
+        launch(aws, ssh_key, name="onesub", num_nodes=1, subnet_ids=aws.subnets["us-west-2a"])
+    assert len(calls) == 1 and "is not in this region" in str(caught.value)
