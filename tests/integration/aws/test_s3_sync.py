@@ -206,12 +206,19 @@ def test_s3_and_cluster_both_modes(bucket: Bucket, nodes: Cluster, tmp_path: Pat
     assert bucket.objects("out/")["out.txt"] == b"result-1\n" and "big.bin" not in bucket.objects("out/")
     assert bucket.sync("cluster[1]:~/data", bucket.url("out"), exclude="*.bin", **options).files_copied == 0
 
+    # One file, large enough to go in parts (the worker streams it from SFTP into a multipart upload).
+    parts = {"multipart_threshold": 5 * MiB, "multipart_chunksize": 5 * MiB}
+    big = bucket.sync("cluster[0]:~/data/big.bin", bucket.url("bigout/"), **parts, **options)
+    assert big.files_copied == 1 and bucket.objects("bigout/") == {"big.bin": files["big.bin"]}
+    if mode == "worker":
+        assert bucket.head("bigout/big.bin")["ETag"].strip('"').endswith("-2")
+
     pruned = bucket.sync(bucket.url("in"), "cluster:~/data", delete=True, include="*.txt", **options)
     assert pruned.files_deleted == 2  # out.txt on both nodes
     assert nodes.run("test -e ~/data/out.txt").exit_codes == [1, 1]
     assert nodes.run("test -e ~/data/big.bin").exit_codes == [0, 0]  # outside the globs: kept
     if mode == "nodes":
-        assert len(masked) == 2 * 5 and all(masked)  # secret key and session token, once per sync
+        assert len(masked) == 2 * 6 and all(masked)  # secret key and session token, once per sync
     else:
         assert masked == []  # no credentials ever leave the worker
 
