@@ -205,6 +205,9 @@ class NetnsHosts:
         self._bridge_up = False
 
     def setup(self) -> NetnsHosts:
+        # Who owns this tag: a run killed before its cleanup is swept by the next one (sweep_stale).
+        OWNERS.mkdir(parents=True, exist_ok=True)
+        (OWNERS / self.tag).write_text(str(os.getpid()))
         _run("ip", "link", "add", self.bridge, "type", "bridge")
         self._bridge_up = True
         _run("ip", "addr", "add", f"{self.network[1]}/{self.network.prefixlen}", "dev", self.bridge)
@@ -267,11 +270,43 @@ class NetnsHosts:
         if self._bridge_up:
             _run("ip", "link", "del", self.bridge, check=False)
             self._bridge_up = False
+        (OWNERS / self.tag).unlink(missing_ok=True)
 
     def leftovers(self) -> list[str]:
         """Namespaces and links of this test bed still present (should be none after close())."""
         names = _run("ip", "netns", "list").stdout + _run("ip", "-o", "link", "show").stdout
         return [word for word in (f"skyh-{self.tag}-", self.bridge, f"skv{self.tag}") if word in names]
+
+
+OWNERS = Path("/run/sky-airflow-testbed")
+
+
+def sweep_stale() -> list[str]:
+    """Remove namespaces, links and sshd of test beds whose process died without cleaning up (e.g. SIGKILL)."""
+    removed: list[str] = []
+    if not OWNERS.is_dir():
+        return removed
+    namespaces = _run("ip", "netns", "list", check=False).stdout.split()
+    links = [line.split(":")[1].strip().split("@")[0] for line in _run("ip", "-o", "link", "show").stdout.splitlines()]
+    for owner in OWNERS.iterdir():
+        try:
+            os.kill(int(owner.read_text()), 0)
+            continue  # its run is still going
+        except (ProcessLookupError, ValueError):
+            pass
+        tag = owner.name
+        for name in [n for n in namespaces if n.startswith(f"skyh-{tag}-")]:
+            pids = _run("ip", "netns", "pids", name, check=False).stdout.split()
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            _run("ip", "netns", "del", name, check=False)
+            removed.append(name)
+        for link in [name for name in links if name == f"skybr{tag}" or name.startswith(f"skv{tag}")]:
+            _run("ip", "link", "del", link, check=False)
+            removed.append(link)
+        owner.unlink(missing_ok=True)
+    return removed
 
 
 def _accepts(ip: str, port: int) -> bool:

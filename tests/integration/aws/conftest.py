@@ -23,6 +23,7 @@ from tests.testbed import (
     ignore_errors,
     netns_unavailable_reason,
     pick_subnet,
+    sweep_stale,
 )
 
 REGIONS = ("us-east-1", "us-west-2")
@@ -38,6 +39,10 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer
     bin_dir = Path(sys.executable).parent
     if not (bin_dir / "moto_server").exists():
         pytest.fail("moto_server is not installed: run scripts/bootstrap.sh (the dev extra brings moto[server])")
+    if netns_unavailable_reason() is None:
+        swept = sweep_stale()
+        if swept:
+            print(f"testbed: removed leftovers of a killed earlier run: {swept}")
     server = MotoServer(bin_dir, tmp_path_factory.mktemp("moto") / "moto.log").start()
     try:
         yield server
