@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.process_table import assert_nothing_left_running
+
 pytestmark = pytest.mark.e2e
-
-
-def processes_mentioning(text: str) -> list[str]:
-    """Live processes whose command line or environment mentions ``text`` (sshd nodes, detached jobs)."""
-    needle = text.encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and (needle in cmdline or needle in environ):
-            shown = cmdline.replace(b"\0", b" ").decode(errors="replace")
-            found.append(f"{entry}: {shown}")
-    return found
 
 
 def local_clusters(home: Path) -> list[str]:
@@ -43,12 +25,7 @@ def sky_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: Path) 
     home.mkdir()
     monkeypatch.setenv("SKY_AIRFLOW_HOME", str(home))
     yield home
-    leftovers = processes_mentioning(str(home))
-    from airflow_provider_sky.core.sshd import SshdNode
-
-    for node_dir in home.glob("local/*/node-*"):
-        SshdNode(node_dir).stop()
-    assert not leftovers, f"processes left running after the test: {leftovers}"
+    assert_nothing_left_running(home)
 
 
 def register(dag: Any) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from airflow_provider_sky.core.keys import generate_private_key, public_key_line
 from airflow_provider_sky.core.sshd import SshdNode, free_port
+from tests.process_table import assert_nothing_left_running
 
 pytestmark = pytest.mark.integration
 
@@ -23,25 +24,6 @@ pytestmark = pytest.mark.integration
 def _require_sshd() -> None:
     if not any(os.access(p, os.X_OK) for p in ("/usr/sbin/sshd", "/usr/local/sbin/sshd")):
         pytest.fail("sshd is not installed: run scripts/bootstrap.sh (Debian: apt-get install openssh-server rsync)")
-
-
-def processes_mentioning(text: str) -> list[str]:
-    """Command lines of live processes whose command line or environment mentions ``text``."""
-    needle = text.encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and (needle in cmdline or needle in environ):
-            shown = cmdline.replace(b"\0", b" ").decode(errors="replace")
-            found.append(f"{entry}: {shown}")
-    return found
 
 
 @pytest.fixture
@@ -52,11 +34,7 @@ def sky_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     home.mkdir()
     monkeypatch.setenv("SKY_AIRFLOW_HOME", str(home))
     yield home
-    leftovers = processes_mentioning(str(home))
-    # Clean up before failing, so one broken test does not break the next ones.
-    for node_dir in home.glob("local/*/node-*"):
-        SshdNode(node_dir).stop()
-    assert not leftovers, f"processes left running after the test: {leftovers}"
+    assert_nothing_left_running(home)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 from airflow_provider_sky.core import Cluster
 from airflow_provider_sky.core.errors import JobNotFoundError
 from airflow_provider_sky.core.jobs import JobState
-from tests.integration.conftest import processes_mentioning
+from tests.process_table import processes_mentioning
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from airflow_provider_sky.core import Cluster, ClusterHandle, Resources, SkyConf
 from airflow_provider_sky.core.clouds import ClusterStatus
 from airflow_provider_sky.core.errors import ClusterMismatchError, HostKeyMismatchError
 from airflow_provider_sky.core.keys import generate_private_key, public_key_line
-from tests.integration.conftest import processes_mentioning
+from tests.process_table import processes_mentioning
 
 pytestmark = pytest.mark.integration
 

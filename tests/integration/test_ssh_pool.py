@@ -11,7 +11,8 @@ from airflow_provider_sky.core import Cluster, SkyConfigError
 from airflow_provider_sky.core.clouds.ssh_pool import CLAIM, parse_hosts
 from airflow_provider_sky.core.errors import CapacityError, ClusterMismatchError, HostKeyMismatchError
 from airflow_provider_sky.core.jobs import JobState
-from tests.integration.conftest import PoolHosts, processes_mentioning
+from tests.integration.conftest import PoolHosts
+from tests.process_table import processes_mentioning
 
 pytestmark = pytest.mark.integration
 
