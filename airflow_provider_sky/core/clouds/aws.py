@@ -428,11 +428,20 @@ class AwsCloud(Cloud):
                 "same key"
             )
         types = {inst["InstanceType"] for inst in instances}
-        pinned = {r.instance_type for r in resources.candidates()[0] if r.instance_type}
-        if pinned and not types <= pinned:
+        fitting = self._plan(resources, num_nodes)
+        offered = {c.instance_type for c in fitting if c.region == region}
+        if not types <= offered:
+            wanted_types = ", ".join(sorted({c.instance_type for c in fitting})[:5])
             raise ClusterMismatchError(
-                f"cluster {name!r} in {region} runs {', '.join(sorted(types))} but {', '.join(sorted(pinned))} "
-                "was requested; tear it down first or use another cluster_name"
+                f"cluster {name!r} in {region} runs {', '.join(sorted(types))}, which does not fit the request "
+                f"(it asks for {wanted_types or 'other instances'}); tear it down first or use another cluster_name"
+            )
+        spot = {inst.get("InstanceLifecycle") == "spot" for inst in instances}
+        if spot != {fitting[0].use_spot}:
+            raise ClusterMismatchError(
+                f"cluster {name!r} in {region} runs {'spot' if True in spot else 'on-demand'} instances but "
+                f"{'spot' if fitting[0].use_spot else 'on-demand'} was requested; tear it down first or use another "
+                "cluster_name"
             )
         if len(instances) != num_nodes:
             # An earlier launch was killed between creating and finishing: its instances are an

@@ -122,6 +122,10 @@ def test_relaunch_stop_start_and_lookups_by_tag(aws: AwsBed, ssh_key: str) -> No
 
     with pytest.raises(ClusterMismatchError, match="2 node"):
         launch(aws, ssh_key, num_nodes=3)
+    with pytest.raises(ClusterMismatchError, match="does not fit the request"):
+        launch(aws, ssh_key, resources=resources(aws, instance_type="m5.xlarge"))
+    with pytest.raises(ClusterMismatchError, match="on-demand instances but spot"):
+        launch(aws, ssh_key, resources=resources(aws, use_spot=True))
 
     first.stop()
     assert first.status() is ClusterStatus.STOPPED
