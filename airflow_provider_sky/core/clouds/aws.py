@@ -193,7 +193,8 @@ class AwsCloud(Cloud):
     :param security_group_name: a shared security group to use; default one per cluster,
         ``sky-airflow-<cluster>``, deleted with the cluster.
     :param airflow_tags: ``dag_id``, ``run_id``, ``task_id`` and ``try_number`` of the launching task.
-    :param ssh_user: the login user of the image (default ``ubuntu``, as on the catalog's images).
+    :param ssh_user: the login user; default the image's usual one (``ubuntu`` on the catalog's images,
+        ``ec2-user`` on Amazon Linux, RHEL and SUSE, ``admin`` on Debian, ...).
     :param endpoint_url: an EC2/S3-compatible endpoint (an emulator); default AWS.
     :param disk_size: root volume GiB when the task does not say (default 256).
     :param api_max_attempts: botocore's attempts per API call (1 turns retries off).
@@ -249,7 +250,9 @@ class AwsCloud(Cloud):
             raise SkyConfigError(
                 f"aws.airflow_tags: unknown key(s) {', '.join(sorted(unknown))}; accepted: {', '.join(AIRFLOW_TAGS)}"
             )
-        self.ssh_user = credentials.user or ssh_user or DEFAULT_SSH_USER
+        self._explicit_user = credentials.user or ssh_user
+        self.ssh_user = self._explicit_user or DEFAULT_SSH_USER
+        self._image_users: dict[tuple[str, str], str] = {}
         self.endpoint_url = endpoint_url
         self.disk_size = disk_size
         if not isinstance(api_max_attempts, int) or api_max_attempts < 1:
@@ -582,7 +585,22 @@ class AwsCloud(Cloud):
         images = reply.get("Images", [])
         if not images:
             raise SkyConfigError(f"resources.image_id: image {image_id!r} does not exist in {region}")
+        self._image_users[(region, image_id)] = default_user(images[0])
         return images[0].get("RootDeviceName")
+
+    def _user_for(self, region: str, image_id: str) -> str:
+        """The login user: the one given, else the image's usual one (``ubuntu``, ``ec2-user``, ...)."""
+        if self._explicit_user:
+            return self._explicit_user
+        if (region, image_id) not in self._image_users:
+            try:
+                reply = self._call("DescribeImages", self.ec2(region).describe_images, ImageIds=[image_id])
+                images = reply.get("Images", [])
+            except Exception as exc:  # a deregistered image keeps its instances running
+                log.debug("aws: cannot describe image %s: %s", image_id, exc)
+                images = []
+            self._image_users[(region, image_id)] = default_user(images[0]) if images else DEFAULT_SSH_USER
+        return self._image_users[(region, image_id)]
 
     def _ensure_key_pair(self, region: str) -> str:
         from botocore.exceptions import ClientError
@@ -862,6 +880,7 @@ class AwsCloud(Cloud):
         for rank, inst in enumerate(ordered):
             if _tags(inst.get("Tags")).get(TAG_RANK) != str(rank):
                 self._tag(region, [inst["InstanceId"]], {TAG_RANK: str(rank)})
+        self.ssh_user = self._user_for(region, ordered[0]["ImageId"])
         nodes = []
         for rank, inst in enumerate(ordered):
             tags = _tags(inst.get("Tags"))
@@ -1046,6 +1065,25 @@ class _CapacityFailure(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+# Login users of common images, by a word in the image's name or description (else ``ubuntu``).
+_IMAGE_USERS = (
+    (("amzn", "amazon linux", "al2023", "rhel", "red hat", "suse", "sles"), "ec2-user"),
+    (("debian",), "admin"),
+    (("centos",), "centos"),
+    (("fedora",), "fedora"),
+    (("rocky",), "rocky"),
+)
+
+
+def default_user(image: Mapping[str, Any]) -> str:
+    """The usual login user of an image, from its name and description."""
+    text = f"{image.get('Name', '')} {image.get('Description', '')}".lower()
+    for words, user in _IMAGE_USERS:
+        if any(word in text for word in words):
+            return user
+    return DEFAULT_SSH_USER
 
 
 def _check_cidr(value: object) -> str:

@@ -323,3 +323,19 @@ def test_one_subnet_id_limits_the_launch_to_its_region(aws: AwsBed, ssh_key: str
     with pytest.raises(LaunchFailedError) as caught:
         launch(aws, ssh_key, name="onesub", num_nodes=1, subnet_ids=aws.subnets["us-west-2a"])
     assert len(calls) == 1 and "is not in this region" in str(caught.value)
+
+
+def test_login_user_defaults_to_the_images_usual_one(aws: AwsBed, ssh_key: str) -> None:
+    images = aws.ec2().describe_images(Owners=["amazon"], Filters=[{"Name": "name", "Values": ["amzn-ami-hvm-*"]}])
+    amazon_linux = images["Images"][0]["ImageId"]
+    cluster = Cluster.launch(
+        "users", cloud="aws", resources=resources(aws, image_id=amazon_linux), ssh_private_key=ssh_key,
+        **aws.settings(use_internal_ips=False, subnet_ids=None, regions=["us-east-1"]),
+    )
+    try:
+        assert cluster.nodes[0].ssh_user == "ec2-user" and cluster.handle.cloud_settings["ssh_user"] == "ec2-user"
+        again = Cluster.get("users", "aws", ssh_private_key=ssh_key, boto3_session=aws.session,
+                            endpoint_url=aws.endpoint, regions=["us-east-1"])
+        assert again is not None and again.nodes[0].ssh_user == "ec2-user"
+    finally:
+        cluster.down()
