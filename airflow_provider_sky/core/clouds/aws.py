@@ -110,6 +110,47 @@ class AwsApiError(SkyError):
     """An EC2 call failed for a reason that another zone or region will not fix."""
 
 
+class LaunchInterruptedError(CapacityError):
+    """Instances of a :meth:`AwsCloud.begin_launch` ended while starting; :attr:`zone` is where."""
+
+    def __init__(self, zone: str, message: str) -> None:
+        super().__init__(message)
+        self.zone = zone
+
+
+@dataclass(frozen=True)
+class LaunchTicket:
+    """What :meth:`AwsCloud.begin_launch` started (plain JSON through ``to_dict``, e.g. for a trigger)."""
+
+    cluster_name: str
+    region: str
+    zone: str | None
+    instance_ids: tuple[str, ...]
+    hourly_price: float
+    resources: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cluster_name": self.cluster_name,
+            "region": self.region,
+            "zone": self.zone,
+            "instance_ids": list(self.instance_ids),
+            "hourly_price": self.hourly_price,
+            "resources": dict(self.resources),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LaunchTicket:
+        return cls(
+            str(data["cluster_name"]),
+            str(data["region"]),
+            data.get("zone"),
+            tuple(data["instance_ids"]),
+            float(data.get("hourly_price", 0.0)),
+            dict(data.get("resources", {})),
+        )
+
+
 @dataclass
 class _Attempt:
     region: str
@@ -399,23 +440,71 @@ class AwsCloud(Cloud):
         return candidates
 
     def launch(self, name: str, resources: Resources, num_nodes: int) -> ClusterHandle:
+        result = self._launch(name, resources, num_nodes, wait=True, skip_zones=())
+        assert isinstance(result, ClusterHandle)
+        return result
+
+    def begin_launch(
+        self, name: str, resources: Resources, num_nodes: int, *, skip_zones: Iterable[str] = ()
+    ) -> LaunchTicket:
+        """Launch without waiting for the instances to run (for a deferrable task): create, or adopt, and return.
+
+        Follow with :meth:`poll_launch` until it returns the handle. When it raises
+        :class:`LaunchInterruptedError` (instances ended while starting, e.g. spot capacity reclaimed),
+        call this again with that zone added to ``skip_zones`` to go on along the plan.
+
+        :param skip_zones: zone names (``us-east-1a``) not to try again.
+        """
+        result = self._launch(name, resources, num_nodes, wait=False, skip_zones=tuple(skip_zones))
+        assert isinstance(result, LaunchTicket)
+        return result
+
+    def poll_launch(self, ticket: LaunchTicket | Mapping[str, Any]) -> ClusterHandle | None:
+        """The cluster's handle once every instance of a :meth:`begin_launch` runs, else None (ask again)."""
+        ticket = ticket if isinstance(ticket, LaunchTicket) else LaunchTicket.from_dict(ticket)
+        found = self._describe(ticket.region, list(ticket.instance_ids))
+        states = {inst["InstanceId"]: inst["State"]["Name"] for inst in found}
+        gone = [i for i in ticket.instance_ids if states.get(i, "terminated") in ("shutting-down", "terminated")]
+        if gone:
+            self._terminate_attempt(ticket.cluster_name, ticket.region, list(ticket.instance_ids))
+            raise LaunchInterruptedError(
+                ticket.zone or ticket.region,
+                f"aws: instance(s) {', '.join(gone)} of cluster {ticket.cluster_name!r} ended while starting in "
+                f"{ticket.zone or ticket.region}; the others were terminated: launch again skipping that zone",
+            )
+        running = [inst for inst in found if inst["State"]["Name"] == "running" and self._address(inst)]
+        if len(running) < len(ticket.instance_ids):
+            return None
+        handle = self._handle(ticket.cluster_name, ticket.region, running, None, price=ticket.hourly_price)
+        handle.resources = dict(ticket.resources)
+        return handle
+
+    def _launch(
+        self, name: str, resources: Resources, num_nodes: int, *, wait: bool, skip_zones: tuple[str, ...]
+    ) -> ClusterHandle | LaunchTicket:
         check_cluster_name(name)
         self.check_resources(resources, num_nodes)
         region, existing = self._cluster_instances(name)
         if existing and region is not None:
-            reused = self._reuse(name, region, existing, resources, num_nodes)
+            reused = self._reuse(name, region, existing, resources, num_nodes, wait)
             if reused is not None:
                 return reused
-        attempts: list[tuple[str, str]] = []
+        attempts: list[tuple[str, str]] = [(zone, "skipped (failed before)") for zone in skip_zones]
         for candidate in self._plan(resources, num_nodes):
-            handle = self._try_candidate(name, candidate, resources, num_nodes, attempts)
-            if handle is not None:
-                return handle
+            result = self._try_candidate(name, candidate, resources, num_nodes, attempts, wait, skip_zones)
+            if result is not None:
+                return result
         raise LaunchFailedError(name, attempts)
 
     def _reuse(
-        self, name: str, region: str, instances: list[dict[str, Any]], resources: Resources, num_nodes: int
-    ) -> ClusterHandle | None:
+        self,
+        name: str,
+        region: str,
+        instances: list[dict[str, Any]],
+        resources: Resources,
+        num_nodes: int,
+        wait: bool = True,
+    ) -> ClusterHandle | LaunchTicket | None:
         """Adopt the instances of an earlier launch of ``name``; None when they were cleaned up instead."""
         tags = _tags(instances[0].get("Tags"))
         wanted = int(tags.get(TAG_NUM_NODES, len(instances)))
@@ -457,8 +546,13 @@ class AwsCloud(Cloud):
             return None
         log.info("Reusing cluster %r: %d instance(s) in %s", name, len(instances), region)
         self._start_instances(region, instances)
+        price = float(tags.get(TAG_PRICE, 0.0) or 0.0)
+        if not wait:
+            zones = {inst.get("Placement", {}).get("AvailabilityZone") for inst in instances}
+            return LaunchTicket(name, region, zones.pop() if len(zones) == 1 else None,
+                                tuple(inst["InstanceId"] for inst in instances), price, resources.to_dict())
         ready = self._wait_running(region, [inst["InstanceId"] for inst in instances])
-        return self._handle(name, region, ready, resources, price=float(tags.get(TAG_PRICE, 0.0) or 0.0))
+        return self._handle(name, region, ready, resources, price=price)
 
     def _try_candidate(
         self,
@@ -467,10 +561,13 @@ class AwsCloud(Cloud):
         resources: Resources,
         num_nodes: int,
         attempts: list[tuple[str, str]],
-    ) -> ClusterHandle | None:
+        wait: bool = True,
+        skip_zones: tuple[str, ...] = (),
+    ) -> ClusterHandle | LaunchTicket | None:
         region = candidate.region
         label = f"{candidate.instance_type}{' (spot)' if candidate.use_spot else ''}"
         places, why_none = self._attempts(candidate)
+        places = [place for place in places if place.zone not in skip_zones]
         if not places:
             attempts.append((region, f"{label}: {why_none}"))
             return None
@@ -487,7 +584,7 @@ class AwsCloud(Cloud):
                 created = self._run_instances(
                     name, place, candidate, resources, num_nodes, image_id, root_device, key_name, groups[vpc_id]
                 )
-                ready = self._wait_running(region, created)
+                ready = self._wait_running(region, created) if wait else []
             except _CapacityFailure as failure:
                 attempts.append((f"{place.where}", f"{label}: {failure.reason}"))
                 log.warning("aws: %s in %s: %s; trying the next zone or region", label, place.where, failure.reason)
@@ -498,7 +595,9 @@ class AwsCloud(Cloud):
                 self._terminate_attempt(name, region, created)
                 raise
             price = candidate.cluster_price
-            self._tag(region, [inst["InstanceId"] for inst in ready], {TAG_PRICE: f"{price:g}"})
+            self._tag(region, created, {TAG_PRICE: f"{price:g}"})
+            if not wait:
+                return LaunchTicket(name, region, place.zone, tuple(created), price, resources.to_dict())
             return self._handle(name, region, ready, resources, price=price)
         return None
 

@@ -339,3 +339,33 @@ def test_login_user_defaults_to_the_images_usual_one(aws: AwsBed, ssh_key: str) 
         assert again is not None and again.nodes[0].ssh_user == "ec2-user"
     finally:
         cluster.down()
+
+
+def test_begin_and_poll_launch_for_deferrable_tasks(aws: AwsBed, ssh_key: str) -> None:
+    import json as _json
+
+    from airflow_provider_sky.core.clouds.aws import LaunchInterruptedError, LaunchTicket
+    from airflow_provider_sky.core.spec import parse_resources
+    from tests.testbed import wait_until
+
+    cloud = get_cloud("aws", SshCredentials(ssh_key, "root"), **aws.settings())
+    assert isinstance(cloud, AwsCloud)
+    request = parse_resources(resources(aws))
+    ticket = cloud.begin_launch("deferred", request, 2)
+    assert ticket.zone == "us-east-1b"  # the plan's first zone with a subnet
+    # Spot capacity reclaimed while starting: one instance ends before the cluster runs.
+    aws.ec2().terminate_instances(InstanceIds=[ticket.instance_ids[0]])
+    with pytest.raises(LaunchInterruptedError) as caught:
+        cloud.poll_launch(ticket.to_dict())
+    assert caught.value.zone == "us-east-1b"
+    assert [i for i in instances(aws, "us-east-1", "deferred") if i["State"]["Name"] != "terminated"] == []
+
+    again = cloud.begin_launch("deferred", request, 2, skip_zones=[caught.value.zone])
+    assert again.zone == "us-east-1a"
+    carried = LaunchTicket.from_dict(_json.loads(_json.dumps(again.to_dict())))  # e.g. through a trigger
+    handle = wait_until(lambda: cloud.poll_launch(carried), 30, "cluster running")
+    assert handle.zone == "us-east-1a" and [n.node_id for n in handle.nodes] == list(again.instance_ids)
+    assert handle.resources == request.to_dict()
+    # A second begin adopts the running cluster instead of launching another.
+    assert cloud.begin_launch("deferred", request, 2).instance_ids == again.instance_ids
+    cloud.teardown("deferred")
