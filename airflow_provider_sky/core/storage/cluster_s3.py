@@ -33,23 +33,28 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# NUL-separated (path, size, mtime) triples: any byte but NUL may occur in a file name.
+# The path's kind (F, D, or M for missing), then NUL-separated (path, size, mtime) triples: any byte but
+# NUL may occur in a file name.
 _LIST = (
-    'p={path}; if [ -f "$p" ]; then printf "\\0%s\\0%s\\0" "$(stat -c %s "$p")" "$(stat -c %Y "$p")"; '
-    'elif [ -d "$p" ]; then cd "$p" && find . -type f -printf "%P\\0%s\\0%T@\\0"; fi'
+    'p={path}; if [ -f "$p" ]; then printf "F\\0\\0%s\\0%s\\0" "$(stat -c %s "$p")" "$(stat -c %Y "$p")"; '
+    'elif [ -d "$p" ]; then printf "D\\0" && cd "$p" && find . -type f -printf "%P\\0%s\\0%T@\\0"; '
+    'else printf "M\\0"; fi'
 )
 
 
-def remote_listing(conn: NodeConnection, path: str) -> tuple[dict[str, Entry], bool]:
-    """Files below a node's path (or the path itself when it is a file): (entries, is_file)."""
+def remote_listing(conn: NodeConnection, path: str) -> tuple[dict[str, Entry], str]:
+    """Files below a node's path (``""`` for the path itself when it is a file), and the path's kind.
+
+    :returns: ``(entries, kind)`` with kind ``"file"``, ``"dir"`` or ``"missing"``.
+    """
     result = conn.run(wrap_command(_LIST.format(path=shlex.quote(remote_path(path)))), timeout=300)
     if result.exit_code != 0:
         raise SkyError(f"node {conn.node.rank}: cannot list {path!r}: {result.stderr.strip()[-500:]}")
-    fields = result.stdout.split("\0")
+    kind, *fields = result.stdout.split("\0")
     entries: dict[str, Entry] = {}
     for index in range(0, len(fields) - 2, 3):
         entries[fields[index]] = Entry(int(fields[index + 1]), float(fields[index + 2]))
-    return entries, "" in entries
+    return entries, {"F": "file", "D": "dir"}.get(kind, "missing")
 
 
 class _SftpPool:
@@ -110,10 +115,11 @@ def s3_to_cluster(
     stats = SyncStats(method="s3-worker")
     needs: dict[str, list[int]] = {}
     target_of: dict[int, str] = {}
-    for rank, (files, is_file) in zip(ranks, listings, strict=True):
+    for rank, (files, kind) in zip(ranks, listings, strict=True):
+        is_file = kind == "file"
         if single:
             # Into a directory (or a path ending in '/') the object keeps its name; otherwise it is the path.
-            into_dir = dst.path.endswith("/") or (bool(files) and not is_file)
+            into_dir = dst.path.endswith("/") or kind == "dir"
             target_of[rank] = posixpath.join(base, posixpath.basename(src.key)) if into_dir else base
             current = files.get("") if is_file else files.get(posixpath.basename(src.key))
             have = {"": current} if current else {}
@@ -187,8 +193,9 @@ def cluster_to_s3(s3: _S3, cluster: Cluster, src: ClusterLocation, dst: S3Locati
     """Files of one node (rank 0 unless ``cluster[R]:``) streamed from SFTP into S3."""
     rank = _ranks(cluster, src, [0])[0]
     base = remote_path(src.path)
-    files, is_file = remote_listing(cluster.runner.connections[rank], base)
-    if not files:
+    files, kind = remote_listing(cluster.runner.connections[rank], base)
+    is_file = kind == "file"
+    if kind == "missing":
         raise SkyConfigError(f"source {src}: no such file or directory on node {rank}")
     stats = SyncStats(method="s3-worker")
     if is_file:

@@ -213,12 +213,17 @@ def test_s3_and_cluster_both_modes(bucket: Bucket, nodes: Cluster, tmp_path: Pat
     if mode == "worker":
         assert bucket.head("bigout/big.bin")["ETag"].strip('"').endswith("-2")
 
+    # One object into an existing (empty) directory keeps its name there.
+    nodes.run("mkdir -p ~/empty")
+    one = bucket.sync(bucket.url("in/a.txt"), "cluster:~/empty", **options)
+    assert one.files_copied == 2 and nodes.run("cat ~/empty/a.txt").stdout == ["alpha", "alpha"]
+
     pruned = bucket.sync(bucket.url("in"), "cluster:~/data", delete=True, include="*.txt", **options)
     assert pruned.files_deleted == 2  # out.txt on both nodes
     assert nodes.run("test -e ~/data/out.txt").exit_codes == [1, 1]
     assert nodes.run("test -e ~/data/big.bin").exit_codes == [0, 0]  # outside the globs: kept
     if mode == "nodes":
-        assert len(masked) == 2 * 6 and all(masked)  # secret key and session token, once per sync
+        assert len(masked) == 2 * 7 and all(masked)  # secret key and session token, once per sync
     else:
         assert masked == []  # no credentials ever leave the worker
 
