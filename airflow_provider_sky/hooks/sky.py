@@ -25,12 +25,14 @@ class SkyCredentials:
     cloud: str = "local"
     hosts: list[str] | None = None
     cloud_connection: dict[str, Any] = field(default_factory=dict)
+    #: Extra settings for the AWS cloud (``regions``, ``subnet_ids``, ``use_internal_ips``, ``ssh_cidr``, ...).
+    aws: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # the key must never reach a log line or a traceback
         return f"SkyCredentials(cloud={self.cloud!r}, ssh_user={self.ssh_user!r}, private_key=<hidden>)"
 
     def cloud_settings(self, cloud: str) -> dict[str, Any]:
-        """Settings the core's cloud takes from the connection (the SSH pool's hosts)."""
+        """Settings the core's cloud takes from the connection alone (the SSH pool's hosts)."""
         return {"hosts": self.hosts} if cloud == "ssh" and self.hosts else {}
 
 
@@ -49,16 +51,32 @@ def _split_hosts(value: Any) -> list[str] | None:
     return [part for part in text.replace(",", "\n").split() if part]
 
 
+def _aws_extra(value: Any) -> dict[str, Any]:
+    if value in (None, ""):
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise SkyConfigError("sky connection extra 'aws': invalid JSON object") from None
+    if not isinstance(value, dict):
+        raise SkyConfigError("sky connection extra 'aws': expected an object such as {\"regions\": [\"us-east-1\"]}")
+    return dict(value)
+
+
 class SkyHook(BaseHook):
     """Credentials and cluster access for the Sky operators.
 
     The ``sky`` connection's extras are ``private_key`` (masked), ``ssh_user``, ``cloud`` (the default
-    cloud), ``hosts`` (the SSH pool) and ``cloud_conn_id`` (an Airflow connection with the cloud
-    account's credentials). The connection's ``password`` and ``login`` are read as the private key and
+    cloud), ``hosts`` (the SSH pool), ``cloud_conn_id`` (an Airflow connection with the cloud
+    account's credentials, e.g. an AWS connection; default ``aws_default``) and ``aws`` (settings of
+    the AWS cloud: ``regions``, ``subnet_ids``, ``use_internal_ips``, ``ssh_cidr``, ...).
+    The connection's ``password`` and ``login`` are read as the private key and
     SSH user when the extras do not set them. When the connection does not exist, the local cloud still
     works with a key generated once under ``$SKY_AIRFLOW_HOME``; other clouds need the connection.
 
     :param sky_conn_id: id of the ``sky`` connection.
+    :param cloud_conn_id: the cloud account's Airflow connection, overriding the connection's extra.
     """
 
     conn_name_attr = "sky_conn_id"
@@ -66,10 +84,41 @@ class SkyHook(BaseHook):
     conn_type = "sky"
     hook_name = "Sky"
 
-    def __init__(self, sky_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+    def __init__(self, sky_conn_id: str = DEFAULT_CONN_ID, cloud_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sky_conn_id = sky_conn_id
+        self._cloud_conn_id = cloud_conn_id
         self._credentials: SkyCredentials | None = None
+
+    @property
+    def aws_conn_id(self) -> str:
+        """The Airflow AWS connection: the hook's argument, else the sky connection's ``cloud_conn_id``,
+        else ``aws_default``."""
+        from airflow_provider_sky.hooks.aws import DEFAULT_AWS_CONN_ID
+
+        if self._cloud_conn_id:
+            return self._cloud_conn_id
+        return str(self.get_credentials().cloud_connection.get("conn_id") or DEFAULT_AWS_CONN_ID)
+
+    def cloud_settings(self, cloud: str, context: Any = None) -> dict[str, Any]:
+        """Everything the core's cloud needs besides the SSH key: pool hosts, or the AWS session
+        (built from the AWS connection, never stored) and the task's tags for the instances."""
+        creds = self.get_credentials()
+        if cloud == "aws":
+            from airflow_provider_sky.hooks.aws import aws_cloud_settings
+
+            return aws_cloud_settings(context, self.aws_conn_id, **creds.aws)
+        return creds.cloud_settings(cloud)
+
+    def s3_options(self) -> dict[str, Any]:
+        """Keyword arguments for the core's S3 sync: the session factory, endpoint and secret masking."""
+        from airflow_provider_sky.hooks.aws import aws_endpoint_url, aws_session_factory, mask_secret
+
+        options: dict[str, Any] = {"session_factory": aws_session_factory(self.aws_conn_id), "on_secret": mask_secret}
+        endpoint = aws_endpoint_url(self.aws_conn_id)
+        if endpoint:
+            options["endpoint_url"] = endpoint
+        return options
 
     def get_credentials(self) -> SkyCredentials:
         """Read the connection once; mask the private key in every later log line."""
@@ -101,6 +150,7 @@ class SkyHook(BaseHook):
             cloud=cloud,
             hosts=_split_hosts(extra.get("hosts")),
             cloud_connection=cloud_connection,
+            aws=_aws_extra(extra.get("aws")),
         )
         return self._credentials
 
@@ -113,7 +163,9 @@ class SkyHook(BaseHook):
             )
         return creds.private_key
 
-    def launch(self, name: str, cloud: str, resources: Any, num_nodes: int, **settings: Any) -> Cluster:
+    def launch(
+        self, name: str, cloud: str, resources: Any, num_nodes: int, context: Any = None, **settings: Any
+    ) -> Cluster:
         """Launch ``name`` (or reuse the live cluster of that name) through the core."""
         from airflow_provider_sky.core.cluster import Cluster
 
@@ -125,16 +177,29 @@ class SkyHook(BaseHook):
             num_nodes,
             ssh_private_key=self._require_key(cloud),
             ssh_user=creds.ssh_user,
-            **{**creds.cloud_settings(cloud), **settings},
+            **{**self.cloud_settings(cloud, context), **settings},
         )
+
+    def get_cloud(self, cloud: str, context: Any = None) -> Any:
+        """The core's cloud object itself (for steps a task splits across deferrals, like AWS launches)."""
+        from airflow_provider_sky.core.clouds import SshCredentials, get_cloud
+
+        creds = self.get_credentials()
+        key = self._require_key(cloud)
+        if key is None:
+            from airflow_provider_sky.core.keys import default_private_key
+
+            key = default_private_key()
+        return get_cloud(cloud, SshCredentials(key, creds.ssh_user), **self.cloud_settings(cloud, context))
 
     def from_handle(self, handle: dict[str, Any]) -> Cluster:
         """Rebuild a cluster from a launch task's handle."""
         from airflow_provider_sky.core.cluster import Cluster
 
         cloud = str(handle.get("cloud", "local"))
+        extra = self.cloud_settings(cloud) if cloud == "aws" else {}
         return Cluster.from_handle(
-            handle, ssh_private_key=self._require_key(cloud), ssh_user=self.get_credentials().ssh_user
+            handle, ssh_private_key=self._require_key(cloud), ssh_user=self.get_credentials().ssh_user, **extra
         )
 
     def get_cluster(self, name: str, cloud: str | None = None) -> Cluster | None:
@@ -148,7 +213,7 @@ class SkyHook(BaseHook):
             cloud,
             ssh_private_key=self._require_key(cloud),
             ssh_user=creds.ssh_user,
-            **creds.cloud_settings(cloud),
+            **self.cloud_settings(cloud),
         )
 
     def test_connection(self) -> tuple[bool, str]:
