@@ -37,10 +37,17 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "Sky",
-                "python-modules": ["airflow_provider_sky.triggers.ssh_ready", "airflow_provider_sky.triggers.job"],
+                "python-modules": [
+                    "airflow_provider_sky.triggers.ssh_ready",
+                    "airflow_provider_sky.triggers.job",
+                    "airflow_provider_sky.triggers.aws_launch",
+                ],
             }
         ],
-        "extra-links": ["airflow_provider_sky.links.cluster.SkyClusterLink"],
+        "extra-links": [
+            "airflow_provider_sky.links.cluster.SkyClusterLink",
+            "airflow_provider_sky.links.ec2.Ec2ConsoleLink",
+        ],
         "connection-types": [
             {
                 "connection-type": "sky",

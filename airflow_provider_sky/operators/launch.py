@@ -12,6 +12,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_sky.core.errors import SkyConfigError
 from airflow_provider_sky.hooks.sky import DEFAULT_CONN_ID
 from airflow_provider_sky.links.cluster import SkyClusterLink
+from airflow_provider_sky.links.ec2 import Ec2ConsoleLink
 from airflow_provider_sky.operators._common import (
     STATE_CLUSTER,
     XCOM_CLUSTER_NAME,
@@ -47,15 +48,18 @@ class SkyLaunchOperator(BaseOperator):
     :param idle_minutes_to_autostop: stop the cluster after this many idle minutes (clouds that
         support it; the local and SSH-pool clouds ignore it with a warning).
     :param down_on_failure: tear down nodes this task launched when launching fails.
-    :param deferrable: wait for SSH readiness in the triggerer instead of returning as soon as
-        the nodes are started.
+    :param deferrable: wait in the triggerer (for AWS instances to run, then for SSH readiness)
+        instead of holding a worker slot; without it the task returns as soon as the nodes are started.
     :param ssh_ready_timeout: seconds the deferred wait for SSH readiness may take.
+    :param aws_conn_id: the AWS connection for ``cloud="aws"`` (default: the sky connection's
+        ``cloud_conn_id`` extra, else ``aws_default``).
+    :param launch_timeout: seconds the deferred wait for AWS instances to run may take.
     """
 
     # ``resources`` is stored as ``cluster_resources``: BaseOperator owns an unrelated ``resources`` attribute.
     template_fields: Sequence[str] = ("cluster_name", "cluster_resources", "task")
     template_fields_renderers = {"cluster_resources": "json", "task": "yaml"}
-    operator_extra_links = (SkyClusterLink(),)
+    operator_extra_links = (SkyClusterLink(), Ec2ConsoleLink())
     ui_color = "#cfe8ff"
 
     def __init__(
@@ -71,6 +75,8 @@ class SkyLaunchOperator(BaseOperator):
         down_on_failure: bool = True,
         deferrable: bool = default_deferrable(),
         ssh_ready_timeout: float = 300.0,
+        aws_conn_id: str | None = None,
+        launch_timeout: float = 900.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -88,6 +94,8 @@ class SkyLaunchOperator(BaseOperator):
         self.down_on_failure = down_on_failure
         self.deferrable = deferrable
         self.ssh_ready_timeout = ssh_ready_timeout
+        self.aws_conn_id = aws_conn_id
+        self.launch_timeout = launch_timeout
         self._owned_name: str | None = None
         # Static values are checked now, so a typo fails the DAG file's import, not a run.
         if not is_templated(cluster_name):
@@ -145,7 +153,7 @@ class SkyLaunchOperator(BaseOperator):
     def _hook(self) -> SkyHook:
         from airflow_provider_sky.hooks.sky import SkyHook
 
-        return SkyHook(self.sky_conn_id)
+        return SkyHook(self.sky_conn_id, cloud_conn_id=self.aws_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
         name, resources, num_nodes = self._request()
@@ -175,30 +183,99 @@ class SkyLaunchOperator(BaseOperator):
                 self.idle_minutes_to_autostop,
                 self.cloud,
             )
+        if self.cloud == "aws" and self.deferrable:
+            # Instances take minutes to run: start them, then wait in the triggerer.
+            self._begin_aws_launch(context, hook, name, resources, num_nodes, owned, skip_zones=[])
         started = time.monotonic()
         try:
-            cluster = hook.launch(name, self.cloud, resources, num_nodes)
+            cluster = hook.launch(name, self.cloud, resources, num_nodes, context=context)
         except BaseException:
             self._down_after_failure(hook, name, owned)
             raise
         handle = cluster.handle.to_dict()
         cluster.close()
+        self.log.info("Launched in %.1fs", time.monotonic() - started)
+        return self._after_launch(context, handle, owned)
+
+    def _begin_aws_launch(
+        self,
+        context: Context,
+        hook: SkyHook,
+        name: str,
+        resources: Resources | None,
+        num_nodes: int,
+        owned: bool,
+        skip_zones: list[str],
+    ) -> None:
+        from airflow_provider_sky.core.resources import Resources
+        from airflow_provider_sky.triggers.aws_launch import AwsLaunchTrigger
+
+        try:
+            ticket = hook.get_cloud("aws", context).begin_launch(
+                name, resources or Resources(), num_nodes, skip_zones=skip_zones
+            )
+        except BaseException:
+            self._down_after_failure(hook, name, owned)
+            raise
         self.log.info(
-            "Cluster %r is up on %s: %d node(s) in %.1fs (%s)",
+            "Started %d instance(s) of %r in %s; waiting for them to run in the triggerer",
+            len(ticket.instance_ids),
+            name,
+            ticket.zone or ticket.region,
+        )
+        self.defer(
+            trigger=AwsLaunchTrigger(
+                ticket.to_dict(),
+                self.sky_conn_id,
+                self.aws_conn_id,
+                deadline=time.time() + self.launch_timeout,
+                resume={"owned": owned, "skip_zones": skip_zones},
+            ),
+            method_name="execute_running",
+            timeout=timedelta(seconds=self.launch_timeout + 60),
+        )
+
+    def execute_running(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resumed when the AWS instances run (or did not): go on to SSH readiness, or launch elsewhere."""
+        resume = event.get("resume") or {}
+        owned = bool(resume.get("owned", True))
+        name = self._check_name(self.cluster_name)
+        hook = self._hook()
+        status = event.get("status")
+        if status == "success":
+            return self._after_launch(context, event["handle"], owned)
+        if status == "interrupted":
+            skip = [*resume.get("skip_zones", []), event["zone"]]
+            self.log.warning("%s; trying the next candidate", event.get("message"))
+            _, resources, num_nodes = self._request()
+            self._begin_aws_launch(context, hook, name, resources, num_nodes, owned, skip_zones=skip)
+        self._down_after_failure(hook, name, owned)
+        from airflow_provider_sky.core.errors import SkyError
+
+        raise SkyError(f"cluster {name!r}: launch failed: {event.get('message')}")
+
+    def _after_launch(self, context: Context, handle: dict[str, Any], owned: bool) -> dict[str, Any]:
+        name = handle["cluster_name"]
+        self.log.info(
+            "Cluster %r is up on %s: %d node(s) (%s)",
             name,
             self.cloud,
             len(handle["nodes"]),
-            time.monotonic() - started,
             ", ".join(f"{n['ip']}:{n['ssh_port']}" for n in handle["nodes"]),
         )
         context["ti"].xcom_push(key=XCOM_CLUSTER_NAME, value=name)
         SkyClusterLink.persist(context, handle)
+        Ec2ConsoleLink.persist(context, handle)
         if self.deferrable:
             from airflow_provider_sky.triggers.ssh_ready import SshReadyTrigger
 
             self.defer(
                 trigger=SshReadyTrigger(
-                    handle, self.sky_conn_id, deadline=time.time() + self.ssh_ready_timeout, poll_interval=1.0
+                    handle,
+                    self.sky_conn_id,
+                    deadline=time.time() + self.ssh_ready_timeout,
+                    poll_interval=1.0,
+                    cloud_conn_id=self.aws_conn_id,
                 ),
                 method_name="execute_complete",
                 kwargs={"owned": owned},

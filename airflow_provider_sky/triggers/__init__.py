@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from airflow_provider_sky.triggers.aws_launch import AwsLaunchTrigger
 from airflow_provider_sky.triggers.job import SkyJobTrigger
 from airflow_provider_sky.triggers.ssh_ready import SshReadyTrigger
 
-__all__ = ["SkyJobTrigger", "SshReadyTrigger"]
+__all__ = ["AwsLaunchTrigger", "SkyJobTrigger", "SshReadyTrigger"]

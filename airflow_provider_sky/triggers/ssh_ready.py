@@ -23,6 +23,7 @@ class SshReadyTrigger(BaseTrigger):
     :param sky_conn_id: the ``sky`` connection to read the key from.
     :param deadline: UNIX time after which to give up (None: never).
     :param poll_interval: seconds between rounds.
+    :param cloud_conn_id: the cloud account's connection (AWS clusters), overriding the sky connection's.
     """
 
     def __init__(
@@ -31,8 +32,10 @@ class SshReadyTrigger(BaseTrigger):
         sky_conn_id: str = DEFAULT_CONN_ID,
         deadline: float | None = None,
         poll_interval: float = 1.0,
+        cloud_conn_id: str | None = None,
     ) -> None:
         super().__init__()
+        self.cloud_conn_id = cloud_conn_id
         self.handle = handle
         self.sky_conn_id = sky_conn_id
         self.deadline = deadline
@@ -46,13 +49,14 @@ class SshReadyTrigger(BaseTrigger):
                 "sky_conn_id": self.sky_conn_id,
                 "deadline": self.deadline,
                 "poll_interval": self.poll_interval,
+                "cloud_conn_id": self.cloud_conn_id,
             },
         )
 
     def _connect(self) -> Any:
         from airflow_provider_sky.hooks.sky import SkyHook
 
-        return SkyHook(self.sky_conn_id).from_handle(self.handle)
+        return SkyHook(self.sky_conn_id, cloud_conn_id=self.cloud_conn_id).from_handle(self.handle)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         name = self.handle.get("cluster_name", "?")
