@@ -1,9 +1,10 @@
-"""StorageSyncOperator: incremental copies between this machine and a cluster's nodes."""
+"""StorageSyncOperator: incremental copies between this machine, S3 and a cluster's nodes."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
 
     from airflow_provider_sky.core.cluster import Cluster
+    from airflow_provider_sky.core.storage import SyncStats
+
+CLUSTER_MODES = ("worker", "nodes")
 
 
 def _matches(relative: str, patterns: list[str]) -> bool:
@@ -41,21 +45,35 @@ def _files(root: Path) -> list[str]:
 
 
 class StorageSyncOperator(BaseOperator):
-    """Copy files between this machine and a cluster, sending only what changed.
+    """Copy files between this machine, S3 and a cluster, sending only what changed.
 
     Locations are local paths (relative ones are taken from the DAG file's folder), ``file://`` URLs,
-    ``cluster:PATH`` (every node) or ``cluster[RANK]:PATH`` (one node); exactly one side is on the
-    cluster. A directory's contents are copied into the destination directory. Downloading from
-    ``cluster:PATH`` fetches every node's copy into ``DESTINATION/node-<rank>/``. Bucket schemes
-    (``s3://``, ``gs://``) come with later releases and are refused when the DAG file is parsed.
+    ``s3://BUCKET/PREFIX``, ``cluster:PATH`` (every node) or ``cluster[RANK]:PATH`` (one node). Any
+    pair but local to local and cluster to cluster: local, S3 and the cluster to and from each other,
+    and S3 to S3. A directory's (or prefix's) contents are copied into the destination directory
+    (prefix). Copying from ``cluster:PATH`` fetches every node's copy into ``DESTINATION/node-<rank>/``
+    (a local directory or an S3 prefix). Other schemes (``gs://``, ...) are refused when the DAG file
+    is parsed.
+
+    Without S3 the nodes are reached over SSH (rsync, or SFTP where rsync is missing). With S3 the
+    core's sync engine copies (parallel, multipart for large files; see ``docs/aws.md``), with the
+    AWS connection's credentials; between S3 and a cluster ``cluster_mode`` picks the route:
+    ``"worker"`` streams every object through this worker over SSH (no credentials on the nodes),
+    ``"nodes"`` has each node run ``aws s3`` itself with short-lived credentials handed over on the
+    command's standard input and masked in Airflow's logs (needs the AWS CLI on the nodes).
 
     :param source: where to copy from (templated).
     :param destination: where to copy to (templated).
-    :param cluster: the launch task's output, a handle dict or a cluster name (templated).
+    :param cluster: the launch task's output, a handle dict or a cluster name (templated); required when
+        a side is ``cluster:``.
     :param delete: remove files in the destination that the source does not have.
     :param include: glob pattern(s); when given, only matching files (by relative path or name) are copied.
     :param exclude: glob pattern(s) of files not to copy (and not to delete).
     :param sky_conn_id: the ``sky`` connection.
+    :param aws_conn_id: the Airflow AWS connection for ``s3://`` locations; default: the ``sky``
+        connection's ``cloud_conn_id`` extra, else ``aws_default``.
+    :param cluster_mode: between S3 and a cluster, ``"worker"`` (default: streamed through this worker
+        over SSH, no credentials on the nodes) or ``"nodes"`` (the nodes pull and push themselves).
     """
 
     template_fields: Sequence[str] = ("source", "destination", "cluster")
@@ -71,6 +89,8 @@ class StorageSyncOperator(BaseOperator):
         include: str | list[str] | None = None,
         exclude: str | list[str] | None = None,
         sky_conn_id: str = DEFAULT_CONN_ID,
+        aws_conn_id: str | None = None,
+        cluster_mode: str = "worker",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -81,6 +101,15 @@ class StorageSyncOperator(BaseOperator):
         self.include = check_patterns(include, "include")
         self.exclude = check_patterns(exclude, "exclude")
         self.sky_conn_id = sky_conn_id
+        if aws_conn_id is not None and (not isinstance(aws_conn_id, str) or not aws_conn_id.strip()):
+            raise SkyConfigError(f"aws_conn_id: expected a connection id, got {aws_conn_id!r:.80}")
+        self.aws_conn_id = aws_conn_id
+        if cluster_mode not in CLUSTER_MODES:
+            raise SkyConfigError(
+                f"cluster_mode: invalid value {cluster_mode!r:.80}; accepted: 'worker' (through the Airflow "
+                "worker over SSH) or 'nodes' (the nodes reach S3 themselves)"
+            )
+        self.cluster_mode = cluster_mode
         static = {
             "source": None if is_templated(source) else parse_location(source, "source"),
             "destination": None if is_templated(destination) else parse_location(destination, "destination"),
@@ -109,30 +138,80 @@ class StorageSyncOperator(BaseOperator):
         source = parse_location(self.source, "source")
         destination = parse_location(self.destination, "destination")
         check_pair(source, destination)
-        cluster = self._connect()
+        # A cluster is connected only when a side is on it: local <-> S3 and S3 -> S3 need none.
+        cluster = self._connect() if source.on_cluster or destination.on_cluster else None
         try:
-            for loc, param in ((source, "source"), (destination, "destination")):
-                if loc.on_cluster and loc.rank is not None and loc.rank >= len(cluster.nodes):
-                    raise SkyConfigError(
-                        f"{param}: node rank {loc.rank} does not exist; cluster {cluster.name!r} has "
-                        f"{len(cluster.nodes)} node(s)"
-                    )
-            if destination.on_cluster:
+            if cluster is not None:
+                for loc, param in ((source, "source"), (destination, "destination")):
+                    if loc.on_cluster and loc.rank is not None and loc.rank >= len(cluster.nodes):
+                        raise SkyConfigError(
+                            f"{param}: node rank {loc.rank} does not exist; cluster {cluster.name!r} has "
+                            f"{len(cluster.nodes)} node(s)"
+                        )
+            if source.on_s3 or destination.on_s3:
+                stats = self._sync_s3(cluster, source, destination)
+            elif destination.on_cluster:
+                assert cluster is not None
                 stats = self._upload(cluster, local_path(self, source.path), destination)
             else:
+                assert cluster is not None
                 stats = self._download(cluster, source, local_path(self, destination.path))
         finally:
-            cluster.close()
+            if cluster is not None:
+                cluster.close()
         self.log.info(
-            "Synced %s -> %s: %d file(s) sent (%d bytes), %d unchanged, %d deleted",
+            "Synced %s -> %s: %d file(s) sent (%d bytes), %d unchanged, %d deleted (%s)",
             source.describe(),
             destination.describe(),
             stats["files_sent"],
             stats["bytes_sent"],
             stats["files_skipped"],
             stats["files_deleted"],
+            stats.get("method") or "ssh",
         )
         return stats
+
+    def _sync_s3(self, cluster: Cluster | None, source: Location, destination: Location) -> dict[str, Any]:
+        """One side is in S3: the core's engine copies, with the AWS connection's session."""
+        from airflow_provider_sky.core.storage import sync
+        from airflow_provider_sky.hooks.sky import SkyHook
+
+        options = SkyHook(self.sky_conn_id, cloud_conn_id=self.aws_conn_id).s3_options()
+
+        def run(src: Any, dst: Any) -> SyncStats:
+            return sync(
+                src,
+                dst,
+                cluster=cluster,
+                include=self.include or None,
+                exclude=self.exclude or None,
+                delete=self.delete,
+                cluster_mode=self.cluster_mode,
+                **options,
+            )
+
+        if not (source.on_cluster and source.rank is None):
+            return _s3_stats([run(self._engine_location(source), self._engine_location(destination))])
+        # cluster:PATH -> S3 keeps every node's copy, under DESTINATION/node-<rank>/, as a download
+        # to a local directory does (the engine alone would read node 0 only).
+        from airflow_provider_sky.core.storage import ClusterLocation, S3Location
+
+        assert cluster is not None and destination.bucket is not None
+        ranks = range(len(cluster.nodes))
+        targets = [S3Location(destination.bucket, posixpath.join(destination.path, f"node-{r}")) for r in ranks]
+        # Each node has its own SSH connection and each run its own S3 session, so nodes go in parallel.
+        with ThreadPoolExecutor(max_workers=min(16, len(ranks))) as pool:
+            results = list(pool.map(lambda r: run(ClusterLocation(source.path, r), targets[r]), ranks))
+        return _s3_stats(results)
+
+    def _engine_location(self, loc: Location) -> Any:
+        from airflow_provider_sky.core.storage import ClusterLocation, LocalLocation, S3Location
+
+        if loc.bucket is not None:
+            return S3Location(loc.bucket, loc.path)
+        if loc.on_cluster:
+            return ClusterLocation(loc.path, loc.rank)
+        return LocalLocation(local_path(self, loc.path))
 
     def _upload(self, cluster: Cluster, local: Path, destination: Location) -> dict[str, Any]:
         if not local.exists():
@@ -160,6 +239,7 @@ class StorageSyncOperator(BaseOperator):
     def _download(self, cluster: Cluster, source: Location, local: Path) -> dict[str, Any]:
         ranks = list(range(len(cluster.nodes))) if source.rank is None else [source.rank]
         total: dict[str, Any] = {"files_sent": 0, "bytes_sent": 0, "files_skipped": 0, "files_deleted": 0}
+        methods: set[str] = set()
 
         def one(rank: int) -> dict[str, Any]:
             target = local / f"node-{rank}" if source.rank is None else local
@@ -174,6 +254,8 @@ class StorageSyncOperator(BaseOperator):
             for stats in pool.map(one, ranks):
                 for key in total:
                     total[key] += stats[key]
+                methods.add(stats["method"])
+        total["method"] = "+".join(sorted(methods))
         return total
 
     def _download_included(self, cluster: Cluster, remote: str, rank: int, target: Path) -> dict[str, Any]:
@@ -214,4 +296,16 @@ def _stats(result: Any) -> dict[str, Any]:
         "files_skipped": result.files_skipped,
         "files_deleted": result.files_deleted,
         "method": result.method,
+    }
+
+
+def _s3_stats(results: list[SyncStats]) -> dict[str, Any]:
+    """The engine's figures under the operator's XCom keys (summed over per-node runs)."""
+    return {
+        "files_sent": sum(r.files_copied for r in results),
+        "bytes_sent": sum(r.bytes_copied for r in results),
+        "files_skipped": sum(r.files_skipped for r in results),
+        "files_deleted": sum(r.files_deleted for r in results),
+        "method": results[0].method,
+        "seconds": round(max(r.seconds for r in results), 3),
     }

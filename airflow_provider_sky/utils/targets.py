@@ -3,10 +3,11 @@
 Accepted forms:
 
 - a local path (absolute, relative or ``~``) or a ``file://`` URL;
+- ``s3://BUCKET/PREFIX``: the objects under ``PREFIX`` (or the one object ``PREFIX``) in an S3 bucket;
 - ``cluster:PATH``: ``PATH`` on every node of the operator's cluster;
 - ``cluster[RANK]:PATH``: ``PATH`` on one node.
 
-Bucket schemes (``s3://``, ``gs://``, ...) come with their own issues and are refused with one line.
+Other bucket schemes (``gs://``, ``az://``, ...) are refused with one line naming the accepted forms.
 """
 
 from __future__ import annotations
@@ -18,20 +19,32 @@ from urllib.parse import unquote, urlparse
 
 from airflow_provider_sky.core.errors import SkyConfigError
 
-ACCEPTED = "a local path, file:///PATH, cluster:PATH (every node) or cluster[RANK]:PATH (one node)"
+ACCEPTED = "a local path, file:///PATH, s3://BUCKET/PREFIX, cluster:PATH (every node) or cluster[RANK]:PATH (one node)"
 _CLUSTER = re.compile(r"^cluster(?:\[(?P<rank>[^\]]*)\])?:(?P<path>.*)$", re.DOTALL)
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 @dataclass(frozen=True)
 class Location:
-    """A parsed location: on this machine (``rank`` unused) or on the cluster (``rank`` None: every node)."""
+    """A parsed location.
+
+    On this machine: ``on_cluster`` False, ``bucket`` None, ``path`` the local path. On the cluster:
+    ``on_cluster`` True, ``rank`` None for every node. In S3: ``bucket`` set and ``path`` the key prefix
+    (without a leading ``/``, possibly empty).
+    """
 
     on_cluster: bool
     path: str
     rank: int | None = None
+    bucket: str | None = None
+
+    @property
+    def on_s3(self) -> bool:
+        return self.bucket is not None
 
     def describe(self) -> str:
+        if self.bucket is not None:
+            return f"s3://{self.bucket}/{self.path}"
         if not self.on_cluster:
             return self.path
         return f"cluster:{self.path}" if self.rank is None else f"cluster[{self.rank}]:{self.path}"
@@ -56,8 +69,10 @@ def parse_location(value: object, param: str) -> Location:
     scheme = _SCHEME.match(text)
     if scheme:
         name = scheme["scheme"].lower()
+        if name == "s3":
+            return _parse_s3(text[scheme.end() :], text, param)
         if name != "file":
-            raise SkyConfigError(f"{param}: scheme {name!r} ({text!r:.80}) is not supported yet; accepted: {ACCEPTED}")
+            raise SkyConfigError(f"{param}: scheme {name!r} ({text!r:.80}) is not supported; accepted: {ACCEPTED}")
         parsed = urlparse(text)
         if parsed.netloc not in ("", "localhost"):
             raise SkyConfigError(f"{param}: file URL {text!r} names host {parsed.netloc!r}; use file:///PATH")
@@ -67,17 +82,31 @@ def parse_location(value: object, param: str) -> Location:
     return Location(False, text)
 
 
+def _parse_s3(rest: str, text: str, param: str) -> Location:
+    """``rest`` is what follows ``s3://``: ``BUCKET[/PREFIX]``."""
+    from airflow_provider_sky.core.storage.engine import parse_location as engine_location
+
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise SkyConfigError(f"{param}: {text!r:.80} names no bucket; expected s3://BUCKET/PREFIX")
+    # The engine's parser holds the bucket-name rules (it raises on a bad name); reusing it keeps the
+    # operator from accepting at parse time what the engine would refuse at run time.
+    engine_location(f"s3://{rest}", param)
+    return Location(False, key.lstrip("/"), None, bucket)
+
+
 def check_pair(source: Location, destination: Location) -> None:
-    """Exactly one side is on the cluster: the operator uploads or downloads, never both or neither."""
+    """The pairs the operator copies between: one side on the cluster and the other local or in S3, or
+    one side in S3 and the other local or in S3. Never cluster to cluster, nor local to local."""
     if source.on_cluster and destination.on_cluster:
         raise SkyConfigError(
-            "destination: both source and destination are on the cluster; one side must be local "
+            "destination: both source and destination are on the cluster; one side must be local or s3:// "
             f"(accepted: {ACCEPTED})"
         )
-    if not source.on_cluster and not destination.on_cluster:
+    if not (source.on_cluster or destination.on_cluster or source.on_s3 or destination.on_s3):
         raise SkyConfigError(
-            "destination: neither source nor destination is on the cluster; use cluster:PATH or "
-            "cluster[RANK]:PATH on one side"
+            "destination: neither source nor destination is on the cluster or in S3; use cluster:PATH, "
+            "cluster[RANK]:PATH or s3://BUCKET/PREFIX on one side"
         )
 
 

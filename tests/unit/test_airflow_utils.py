@@ -55,6 +55,9 @@ def test_job_ids_differ_per_task_instance_and_attempt() -> None:
         ("rel/path", Location(False, "rel/path")),
         ("file:///srv/data%20set", Location(False, "/srv/data set")),
         ("file://localhost/srv", Location(False, "/srv")),
+        ("s3://bucket/run-1/data", Location(False, "run-1/data", None, "bucket")),
+        ("S3://bucket", Location(False, "", None, "bucket")),
+        ("s3://my.bucket-1/", Location(False, "", None, "my.bucket-1")),
     ],
 )
 def test_parse_location(text: str, expected: Location) -> None:
@@ -64,8 +67,11 @@ def test_parse_location(text: str, expected: Location) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("s3://bucket/key", "source: scheme 's3'"),
         ("gs://bucket", "source: scheme 'gs'"),
+        ("az://container/x", "source: scheme 'az'"),
+        ("s3://", "source: 's3://' names no bucket"),
+        ("s3:///key", "source: 's3:///key' names no bucket"),
+        ("s3://Bad_Bucket/k", "source: invalid S3 bucket name 'Bad_Bucket'"),
         ("cluster[x]:/p", "source: node rank 'x'"),
         ("cluster[-1]:/p", "source: node rank '-1'"),
         ("cluster:", "source: 'cluster:' has no path"),
@@ -80,9 +86,19 @@ def test_parse_location_errors_name_the_parameter(text: str, message: str) -> No
     assert "\n" not in str(info.value)
 
 
-def test_check_pair_needs_exactly_one_cluster_side() -> None:
+def test_parse_location_s3_describes_itself() -> None:
+    loc = parse_location("s3://bucket/a/b", "destination")
+    assert loc.on_s3 and not loc.on_cluster and loc.describe() == "s3://bucket/a/b"
+    assert not parse_location("cluster:x", "source").on_s3
+
+
+def test_check_pair_needs_a_cluster_or_s3_side_and_at_most_one_cluster_side() -> None:
+    s3 = Location(False, "k", None, "b")
     check_pair(Location(False, "a"), Location(True, "b"))
     check_pair(Location(True, "a", 0), Location(False, "b"))
+    for pair in ((Location(False, "a"), s3), (s3, Location(False, "a")), (s3, s3), (s3, Location(True, "b")),
+                 (Location(True, "b", 1), s3)):
+        check_pair(*pair)
     for pair in ((Location(True, "a"), Location(True, "b")), (Location(False, "a"), Location(False, "b"))):
         with pytest.raises(SkyConfigError, match="^destination: "):
             check_pair(*pair)
