@@ -300,15 +300,31 @@ class Cluster:
         """Mirror a local directory to ``~/sky_workdir`` on every node (extra remote files are removed)."""
         return self.upload(workdir, f"~/{jobs.WORKDIR}", delete=True)
 
-    def sync_file_mounts(self, file_mounts: Mapping[str, str | FileMount]) -> None:
-        """Copy local ``file_mounts`` sources to every node. Bucket sources come with the storage issues."""
+    def sync_file_mounts(
+        self, file_mounts: Mapping[str, str | FileMount], *, storage_options: Mapping[str, Any] | None = None
+    ) -> None:
+        """Copy ``file_mounts`` sources to every node: local paths over SSH, ``s3://`` through the S3 engine.
+
+        :param storage_options: keyword arguments for :func:`airflow_provider_sky.core.storage.sync`
+            (the S3 session or session factory, endpoint, secret masking); needed for ``s3://`` sources.
+        """
         for remote, mount in file_mounts.items():
             source = mount if isinstance(mount, str) else mount.source
-            if "://" in source:
+            if source.startswith("s3://"):
+                if storage_options is None:
+                    raise SkyConfigError(
+                        f"file_mounts.{remote}: {source!r} needs S3 credentials; pass storage_options "
+                        "(the operators build them from the AWS connection)"
+                    )
+                from airflow_provider_sky.core.storage import sync
+
+                sync(source, f"cluster:{remote}", cluster=self, **storage_options)
+            elif "://" in source:
                 raise SkyConfigError(
-                    f"file_mounts.{remote}: bucket source {source!r} is not supported yet; accepted: a local path"
+                    f"file_mounts.{remote}: source {source!r} is not supported yet; accepted: a local path or s3://"
                 )
-            self.upload(source, remote)
+            else:
+                self.upload(source, remote)
 
     # -- detached jobs -------------------------------------------------------------------
 
@@ -321,6 +337,7 @@ class Cluster:
         job_id: str | None = None,
         workdir: str | None = None,
         file_mounts: Mapping[str, str | FileMount] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> str:
         """Start a job on every node, detached from this process; returns its id.
 
@@ -333,7 +350,7 @@ class Cluster:
         if workdir:
             self.sync_workdir(workdir)
         if file_mounts:
-            self.sync_file_mounts(file_mounts)
+            self.sync_file_mounts(file_mounts, storage_options=storage_options)
         user_envs = _env_values(envs)
         node_ips = [node.internal_ip or node.ip for node in self.nodes]
         accelerator = _as_resources(self.handle.resources).accelerator if self.handle.resources else None

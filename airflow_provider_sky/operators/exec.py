@@ -147,8 +147,10 @@ class SkyExecOperator(BaseOperator):
             setup = setup if setup is not None else spec.setup
             run = run if run is not None else spec.run
             workdir = workdir if workdir is not None else spec.workdir
+            # Bucket URIs stay as they are; local sources are taken from the DAG file's folder.
             file_mounts = {
-                remote: str(local_path(self, mount.source)) for remote, mount in spec.file_mounts.items()
+                remote: mount.source if mount.kind == "bucket" else str(local_path(self, mount.source))
+                for remote, mount in spec.file_mounts.items()
             } or None
         for name, text in (("run", run), ("setup", setup)):
             if text is not None and not isinstance(text, str):
@@ -168,6 +170,13 @@ class SkyExecOperator(BaseOperator):
         from airflow_provider_sky.hooks.sky import SkyHook
 
         return SkyHook(self.sky_conn_id)
+
+    @staticmethod
+    def _storage_options(hook: SkyHook, file_mounts: dict[str, str] | None) -> dict[str, Any] | None:
+        """S3 credentials from the AWS connection, only when a file mount needs them."""
+        if not file_mounts or not any(source.startswith("s3://") for source in file_mounts.values()):
+            return None
+        return hook.s3_options()
 
     def _cluster(self, hook: SkyHook) -> Cluster:
         from airflow_provider_sky.core.errors import ClusterNotFoundError
@@ -209,6 +218,7 @@ class SkyExecOperator(BaseOperator):
                     job_id=job_id,
                     workdir=request["workdir"],
                     file_mounts=request["file_mounts"],
+                    storage_options=self._storage_options(hook, request["file_mounts"]),
                 )
             if self.deferrable:
                 cluster.close()
