@@ -30,6 +30,8 @@ class TeardownOperator(BaseOperator):
     :param action: ``"down"`` (delete every node) or ``"stop"``.
     :param sky_conn_id: the ``sky`` connection.
     :param wait_timeout: seconds to wait for the nodes to be gone.
+    :param aws_conn_id: the AWS connection for AWS clusters (default: the sky connection's
+        ``cloud_conn_id`` extra, else ``aws_default``).
     """
 
     template_fields: Sequence[str] = ("cluster",)
@@ -42,6 +44,7 @@ class TeardownOperator(BaseOperator):
         action: str = "down",
         sky_conn_id: str = DEFAULT_CONN_ID,
         wait_timeout: float = 300.0,
+        aws_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -51,6 +54,7 @@ class TeardownOperator(BaseOperator):
         self.action = action
         self.sky_conn_id = sky_conn_id
         self.wait_timeout = wait_timeout
+        self.aws_conn_id = aws_conn_id
         if not is_templated(cluster):
             parse_cluster_ref(cluster)
 
@@ -59,7 +63,7 @@ class TeardownOperator(BaseOperator):
         from airflow_provider_sky.hooks.sky import SkyHook
 
         ref = parse_cluster_ref(self.cluster)
-        hook = SkyHook(self.sky_conn_id)
+        hook = SkyHook(self.sky_conn_id, cloud_conn_id=self.aws_conn_id)
         cluster = hook.from_handle(ref.handle) if ref.handle is not None else hook.get_cluster(ref.name)
         if cluster is None or cluster.status() is None:
             self.log.info("Cluster %r is already gone", ref.name)
