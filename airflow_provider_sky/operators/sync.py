@@ -74,6 +74,8 @@ class StorageSyncOperator(BaseOperator):
         connection's ``cloud_conn_id`` extra, else ``aws_default``.
     :param cluster_mode: between S3 and a cluster, ``"worker"`` (default: streamed through this worker
         over SSH, no credentials on the nodes) or ``"nodes"`` (the nodes pull and push themselves).
+    :param node_aws_command: the AWS CLI as the nodes run it in ``"nodes"`` mode (a full path when
+        ``aws`` is not on the PATH of a non-interactive SSH command).
     """
 
     template_fields: Sequence[str] = ("source", "destination", "cluster")
@@ -91,6 +93,7 @@ class StorageSyncOperator(BaseOperator):
         sky_conn_id: str = DEFAULT_CONN_ID,
         aws_conn_id: str | None = None,
         cluster_mode: str = "worker",
+        node_aws_command: str = "aws",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -110,6 +113,9 @@ class StorageSyncOperator(BaseOperator):
                 "worker over SSH) or 'nodes' (the nodes reach S3 themselves)"
             )
         self.cluster_mode = cluster_mode
+        if not isinstance(node_aws_command, str) or not node_aws_command.strip():
+            raise SkyConfigError(f"node_aws_command: expected a command, got {node_aws_command!r:.80}")
+        self.node_aws_command = node_aws_command
         static = {
             "source": None if is_templated(source) else parse_location(source, "source"),
             "destination": None if is_templated(destination) else parse_location(destination, "destination"),
@@ -187,6 +193,7 @@ class StorageSyncOperator(BaseOperator):
                 exclude=self.exclude or None,
                 delete=self.delete,
                 cluster_mode=self.cluster_mode,
+                node_aws_command=self.node_aws_command,
                 **options,
             )
 

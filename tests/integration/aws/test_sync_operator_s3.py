@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import secrets
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 START = dt.datetime(2026, 1, 1)
 LOGICAL = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
 AWS_CONN = "sky_s3_sync_test"
+# The nodes' non-interactive shells do not have the virtualenv's bin directory on their PATH.
+AWS_CLI = str(Path(sys.executable).with_name("aws"))
 
 
 class Buckets:
@@ -193,6 +197,42 @@ def test_s3_and_a_two_node_cluster_through_the_worker(run_dag, sky_home: Path, b
         "node-0/rank.txt": b"0\n", "node-0/r-0.txt": b"out\n", "node-1/rank.txt": b"1\n", "node-1/r-1.txt": b"out\n",
     }
     assert result.xcom("from_all")["files_sent"] == 4
+    assert local_clusters(sky_home) == []
+
+
+def test_s3_and_a_cluster_through_the_nodes(run_dag, sky_home: Path, buckets: Buckets, aws_conn: str,  # noqa: F811
+                                           capfd: pytest.CaptureFixture[str]) -> None:
+    """``cluster_mode="nodes"``: each node runs the AWS CLI itself with short-lived credentials."""
+    bucket = buckets.make()
+    buckets.put(bucket, "in/a.csv", b"1,2\n")
+
+    with DAG("s3_sync_nodes", schedule=None, start_date=START) as dag:
+        launch = SkyLaunchOperator(task_id="launch", cluster_name="s3nodes-{{ ds_nodash }}", num_nodes=2)
+        pull = StorageSyncOperator(
+            task_id="pull", source=f"s3://{bucket}/in", destination="cluster:~/n", cluster=launch.output,
+            aws_conn_id=aws_conn, cluster_mode="nodes", node_aws_command=AWS_CLI,
+        )
+        push = StorageSyncOperator(
+            task_id="push", source="cluster[1]:~/n", destination=f"s3://{bucket}/back", cluster=launch.output,
+            aws_conn_id=aws_conn, cluster_mode="nodes", node_aws_command=AWS_CLI,
+        )
+        down = TeardownOperator(task_id="down", cluster=launch.output)
+        launch >> pull >> push >> down
+        down.as_teardown(setups=launch)
+
+    result = run_dag(dag, logical_date=LOGICAL)
+
+    assert set(result.states.values()) == {"success"}, result.states
+    assert result.xcom("pull")["method"] == "s3-nodes"
+    assert buckets.objects(bucket, "back/") == {"a.csv": b"1,2\n"}
+    captured = capfd.readouterr()
+    out = captured.out + captured.err
+    # One summary line per sync task; the connection's own secret never goes to the nodes nor into a log line.
+    # (The AWS CLI on the nodes reports files, not bytes, so the byte count is not checked here.)
+    assert re.search(rf"Synced s3://{bucket}/in -> cluster:~/n: 2 file\(s\) sent \(\d+ bytes\), 0 unchanged, "
+                     r"0 deleted \(s3-nodes\)", out), out[-3000:]
+    assert out.count("Synced ") == 2
+    assert "fake-secret-for-the-emulator" not in out
     assert local_clusters(sky_home) == []
 
 
