@@ -205,7 +205,8 @@ class StorageSyncOperator(BaseOperator):
 
         assert cluster is not None and destination.bucket is not None
         ranks = range(len(cluster.nodes))
-        targets = [S3Location(destination.bucket, posixpath.join(destination.path, f"node-{r}")) for r in ranks]
+        # The trailing '/' makes a single file land inside node-<rank>/ under its own name.
+        targets = [S3Location(destination.bucket, posixpath.join(destination.path, f"node-{r}/")) for r in ranks]
         # Each node has its own SSH connection and each run its own S3 session, so nodes go in parallel.
         with ThreadPoolExecutor(max_workers=min(16, len(ranks))) as pool:
             results = list(pool.map(lambda r: run(ClusterLocation(source.path, r), targets[r]), ranks))

@@ -180,8 +180,12 @@ def test_s3_and_a_two_node_cluster_through_the_worker(run_dag, sky_home: Path, b
             task_id="from_all", source="cluster:~/y", destination=f"s3://{bucket}/all", cluster=launch.output,
             aws_conn_id=aws_conn,
         )
+        one_file = StorageSyncOperator(
+            task_id="one_file", source="cluster:~/y/rank.txt", destination=f"s3://{bucket}/files",
+            cluster=launch.output, aws_conn_id=aws_conn,
+        )
         down = TeardownOperator(task_id="down", cluster=launch.output)
-        launch >> to_nodes >> work >> again >> from_one >> from_all >> down
+        launch >> to_nodes >> work >> again >> from_one >> from_all >> one_file >> down
         down.as_teardown(setups=launch)
 
     result = run_dag(dag, logical_date=LOGICAL)
@@ -197,6 +201,7 @@ def test_s3_and_a_two_node_cluster_through_the_worker(run_dag, sky_home: Path, b
         "node-0/rank.txt": b"0\n", "node-0/r-0.txt": b"out\n", "node-1/rank.txt": b"1\n", "node-1/r-1.txt": b"out\n",
     }
     assert result.xcom("from_all")["files_sent"] == 4
+    assert buckets.objects(bucket, "files/") == {"node-0/rank.txt": b"0\n", "node-1/rank.txt": b"1\n"}
     assert local_clusters(sky_home) == []
 
 
