@@ -117,8 +117,12 @@ def test_static_mistakes_fail_when_the_dag_is_parsed() -> None:
         lambda: TeardownOperator(task_id="a", cluster="c", action="destroy"), "action: invalid value 'destroy'"
     )
     one_line_error(
+        lambda: StorageSyncOperator(task_id="a", source="gs://bucket/k", destination="cluster:/x", cluster="c"),
+        "source: scheme 'gs'",
+    )
+    one_line_error(
         lambda: StorageSyncOperator(task_id="a", source="s3://b/k", destination="cluster:/x", cluster="c"),
-        "source: scheme 's3'",
+        "source: invalid S3 bucket name 'b'",
     )
     one_line_error(
         lambda: StorageSyncOperator(task_id="a", source="/x", destination="gs://b", cluster="c"),
