@@ -216,6 +216,22 @@ class SkyHook(BaseHook):
             **self.cloud_settings(cloud),
         )
 
+    def resolve_cluster(self, value: Any) -> Cluster:
+        """The cluster an operator argument names: a launch output / handle dict, or a live cluster's name.
+
+        :raises ClusterNotFoundError: no live cluster has that name.
+        """
+        from airflow_provider_sky.core.errors import ClusterNotFoundError
+        from airflow_provider_sky.utils.cluster_ref import parse_cluster_ref
+
+        ref = parse_cluster_ref(value)
+        if ref.handle is not None:
+            return self.from_handle(ref.handle)
+        found = self.get_cluster(ref.name)
+        if found is None:
+            raise ClusterNotFoundError(f"cluster: no live cluster named {ref.name!r}")
+        return found
+
     def test_connection(self) -> tuple[bool, str]:
         """Check that the key parses (the UI's Test button); reaching nodes needs a cluster."""
         try:

@@ -10,6 +10,8 @@ if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.definitions.context import Context
 
+    from airflow_provider_sky.core.spec import TaskSpec
+
 #: XCom keys (the return value of a launch task is the handle itself, under ``return_value``).
 XCOM_CLUSTER_NAME = "sky_cluster_name"
 XCOM_JOB_ID = "sky_job_id"
@@ -38,6 +40,22 @@ def local_path(operator: BaseOperator, value: str) -> Path:
         return path
     fileloc = getattr(getattr(operator, "dag", None), "fileloc", None) if operator.has_dag() else None
     return (Path(fileloc).parent / path) if fileloc else path.resolve()
+
+
+def load_task(operator: BaseOperator, value: Any) -> TaskSpec:
+    """Parse a ``task`` argument: a task-YAML path (relative to the DAG file), YAML text or a dict."""
+    from airflow_provider_sky.core.errors import SkyConfigError
+    from airflow_provider_sky.core.spec import TaskSpec
+
+    if isinstance(value, str) and "\n" not in value and not value.lstrip().startswith("{"):
+        path = local_path(operator, value)
+        if not path.is_file():
+            raise SkyConfigError(f"task: file {str(path)!r} does not exist")
+        value = path
+    try:
+        return TaskSpec.from_yaml(value)
+    except SkyConfigError as exc:
+        raise SkyConfigError(f"task: {exc}") from None
 
 
 def check_int(value: Any, param: str, minimum: int, allow_none: bool = False) -> int | None:

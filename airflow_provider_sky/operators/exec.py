@@ -16,6 +16,7 @@ from airflow_provider_sky.operators._common import (
     STATE_JOB,
     XCOM_JOB_ID,
     default_deferrable,
+    load_task,
     local_path,
     redact,
     state_store,
@@ -121,17 +122,7 @@ class SkyExecOperator(BaseOperator):
         return {k: "" if v is None else str(v) for k, v in value.items()}
 
     def _load_task(self, value: Any) -> TaskSpec:
-        from airflow_provider_sky.core.spec import TaskSpec
-
-        if isinstance(value, str) and "\n" not in value and not value.lstrip().startswith("{"):
-            path = local_path(self, value)
-            if not path.is_file():
-                raise SkyConfigError(f"task: file {str(path)!r} does not exist")
-            value = path
-        try:
-            return TaskSpec.from_yaml(value)
-        except SkyConfigError as exc:
-            raise SkyConfigError(f"task: {exc}") from None
+        return load_task(self, value)
 
     def _job_request(self) -> dict[str, Any]:
         """setup, run, envs, workdir and file_mounts after rendering, the arguments overriding the task."""
@@ -179,15 +170,7 @@ class SkyExecOperator(BaseOperator):
         return hook.s3_options()
 
     def _cluster(self, hook: SkyHook) -> Cluster:
-        from airflow_provider_sky.core.errors import ClusterNotFoundError
-
-        ref = parse_cluster_ref(self.cluster)
-        if ref.handle is not None:
-            return hook.from_handle(ref.handle)
-        found = hook.get_cluster(ref.name)
-        if found is None:
-            raise ClusterNotFoundError(f"cluster: no live cluster named {ref.name!r}")
-        return found
+        return hook.resolve_cluster(self.cluster)
 
     def execute(self, context: Context) -> Any:
         from airflow.sdk.execution_time.context import NEVER_EXPIRE

@@ -18,7 +18,7 @@ from airflow_provider_sky.operators._common import (
     XCOM_CLUSTER_NAME,
     check_int,
     default_deferrable,
-    local_path,
+    load_task,
     state_store,
 )
 from airflow_provider_sky.utils.templating import is_templated
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
 
     from airflow_provider_sky.core.resources import Resources
+    from airflow_provider_sky.core.spec import TaskSpec
     from airflow_provider_sky.hooks.sky import SkyHook
 
 
@@ -125,18 +126,8 @@ class SkyLaunchOperator(BaseOperator):
 
         return parse_resources(value, "resources")
 
-    def _load_task(self, value: Any) -> Any:
-        from airflow_provider_sky.core.spec import TaskSpec
-
-        if isinstance(value, str) and "\n" not in value and not value.lstrip().startswith("{"):
-            path = local_path(self, value)
-            if not path.is_file():
-                raise SkyConfigError(f"task: file {str(path)!r} does not exist")
-            value = path
-        try:
-            return TaskSpec.from_yaml(value)
-        except SkyConfigError as exc:
-            raise SkyConfigError(f"task: {exc}") from None
+    def _load_task(self, value: Any) -> TaskSpec:
+        return load_task(self, value)
 
     def _request(self) -> tuple[str, Any, int]:
         name = self._check_name(self.cluster_name)

@@ -128,17 +128,9 @@ class StorageSyncOperator(BaseOperator):
             parse_cluster_ref(cluster)
 
     def _connect(self) -> Cluster:
-        from airflow_provider_sky.core.errors import ClusterNotFoundError
         from airflow_provider_sky.hooks.sky import SkyHook
 
-        hook = SkyHook(self.sky_conn_id)
-        ref = parse_cluster_ref(self.cluster)
-        if ref.handle is not None:
-            return hook.from_handle(ref.handle)
-        found = hook.get_cluster(ref.name)
-        if found is None:
-            raise ClusterNotFoundError(f"cluster: no live cluster named {ref.name!r}")
-        return found
+        return SkyHook(self.sky_conn_id).resolve_cluster(self.cluster)
 
     def execute(self, context: Context) -> dict[str, Any]:
         source = parse_location(self.source, "source")
