@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airflow_provider_sky.core.errors import SkyError
+from airflow_provider_sky.core.runner import probe_tcp
 
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd", "/usr/bin/sshd")
 SFTP_SERVER_CANDIDATES = (
@@ -169,7 +170,7 @@ class SshdNode:
             if "Address already in use" in log or "Cannot bind any address" in log:
                 self.stop()
                 raise PortInUseError(f"{address}:{port}")
-            if self.read_pid() is not None and _accepts_tcp(address, port):
+            if self.read_pid() is not None and probe_tcp(address, port, timeout=0.2):
                 return
             time.sleep(0.01)
         self.stop()
@@ -199,14 +200,6 @@ def free_port(address: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((address, 0))
         return int(sock.getsockname()[1])
-
-
-def _accepts_tcp(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def _process_has_arg(pid: int, arg: str) -> bool:

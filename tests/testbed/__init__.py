@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_sky.core.keys import generate_private_key
+from airflow_provider_sky.core.runner import probe_tcp
 from airflow_provider_sky.core.sshd import SshdNode, find_sshd
+from airflow_provider_sky.core.sshd import free_port as sshd_free_port
 
 MOTO_VALIDATION_ENV = {
     "MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "true",
@@ -55,9 +57,7 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return sshd_free_port("127.0.0.1")
 
 
 def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
@@ -231,7 +231,7 @@ class NetnsHosts:
         host.node.log_path.write_text("")
         _run("ip", "netns", "exec", host.name, find_sshd(), "-f", str(host.node.config_path),
              "-E", str(host.node.log_path))
-        wait_until(lambda: host.node.read_pid() is not None and _accepts(ip, 22), 15, f"sshd on {ip}")
+        wait_until(lambda: host.node.read_pid() is not None and probe_tcp(ip, 22, timeout=0.3), 15, f"sshd on {ip}")
         host.running = True
         return host
 
@@ -307,14 +307,6 @@ def sweep_stale() -> list[str]:
             removed.append(link)
         owner.unlink(missing_ok=True)
     return removed
-
-
-def _accepts(ip: str, port: int) -> bool:
-    try:
-        with socket.create_connection((ip, port), timeout=0.3):
-            return True
-    except OSError:
-        return False
 
 
 class InstanceHosts:
